@@ -1,0 +1,249 @@
+"""The ``starloom`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+from starloom.serialization import GraphFileError, SCHEMA_FILE, json_schema, load_graph
+
+from .cache import Cache
+from .errors import StarloomError
+from .graph import GraphValidationError, plan
+from .registry import default_registry
+from .run import Run, new_run_dir, write_validation_failure
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"starloom: {flag} takes NAME=VALUE, got '{item}'")
+        out[name.strip()] = value
+    return out
+
+
+class _Progress:
+    """tqdm bars: one per node with per-frame work or reported progress."""
+
+    def __init__(self, stream=sys.stderr):
+        from tqdm import tqdm
+        self._tqdm, self.stream, self.bar, self.node = tqdm, stream, None, None
+
+    def __call__(self, ev: dict):
+        kind, node = ev["event"], ev.get("node")
+        if kind == "progress":
+            if self.bar is None or self.node != node or self.bar.total != ev["total"]:
+                self._close()
+                self.bar = self._tqdm(total=ev["total"], desc=node, file=self.stream,
+                                      leave=False, dynamic_ncols=True, disable=None)
+                self.node = node
+            self.bar.n = ev["done"]
+            self.bar.refresh()
+            return
+        if kind in ("node_cached", "node_finished", "node_failed"):
+            self._close()
+            label = {"node_cached": "cached", "node_finished": f"done in {ev.get('seconds')} s",
+                     "node_failed": "FAILED"}[kind]
+            print(f"  {node:<24} {label}", file=self.stream)
+        elif kind == "warning":
+            self._close()
+            print(f"  {node}: warning: {ev.get('message')}", file=self.stream)
+
+    def _close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _load_plan(path: str, params=None, sets=None):
+    doc = load_graph(path)
+    return plan(doc, default_registry(), base_dir=Path(path).resolve().parent, params=params,
+                sets=sets, source=path)
+
+
+def cmd_run(args) -> int:
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.runs))
+    try:
+        p = _load_plan(args.graph, _pairs(args.param, "--param"), _pairs(args.set, "--set"))
+    except GraphValidationError as e:
+        write_validation_failure(run_dir, e)
+        print(f"starloom: {e}", file=sys.stderr)
+        return 2
+    unknown = set(args.force or []) - {n.spec.id for n in p.nodes}
+    if unknown:
+        print(f"starloom: --force names no node of the graph: {', '.join(sorted(unknown))}",
+              file=sys.stderr)
+        return 2
+    print(f"Running {args.graph} ({len(p.nodes)} nodes) in {run_dir}", file=sys.stderr)
+    run = Run(run_dir, None if args.no_cache else Cache(args.cache),
+              force=set(args.force or []), listeners=[_Progress()])
+    try:
+        res = run.execute(p)
+    except KeyboardInterrupt:
+        run.close()
+        print("starloom: interrupted; finished nodes are cached, re-run to resume", file=sys.stderr)
+        return 130
+    outputs = sorted((run_dir / "outputs").glob("*"))
+    if res.status != "ok":
+        print(f"starloom: run {res.status}: {res.error}", file=sys.stderr)
+        print(f"  details: {run_dir / 'logs' / 'run_events.jsonl'}", file=sys.stderr)
+        return 1
+    print(f"Finished: {len(res.executed)} node(s) executed, {len(res.cached)} from cache "
+          f"({res.frames_computed} frame(s) computed, {res.frames_cached} from cache).")
+    print(f"Run directory: {run_dir}")
+    for o in outputs:
+        print(f"  outputs/{o.name}")
+    print(f"Report: {run_dir / 'artifacts' / 'report.html'}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    try:
+        p = _load_plan(args.graph, _pairs(args.param, "--param"), _pairs(args.set, "--set"))
+    except GraphValidationError as e:
+        print(f"starloom: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.graph}: valid, {len(p.nodes)} nodes in order: "
+          f"{' -> '.join(n.spec.id for n in p.nodes)}")
+    return 0
+
+
+def cmd_nodes(args) -> int:
+    reg = default_registry()
+    category = None
+    for cls in reg:
+        if cls.category != category:
+            category = cls.category
+            print(f"\n{category}")
+        print(f"  {cls.type_id:<32} v{cls.version}  {cls.title}")
+    for name, err in reg.load_errors.items():
+        print(f"\nnode package '{name}' failed to load: {err}", file=sys.stderr)
+    return 0
+
+
+def cmd_node(args) -> int:
+    cls = default_registry().get(args.type)
+    print(f"{cls.type_id} (version {cls.version}): {cls.title}\n")
+    if cls.description:
+        print(cls.description.strip() + "\n")
+    if cls.per_frame:
+        print(f"Maps over the frames of input '{cls.per_frame}', caching each frame.\n")
+    for label, ports in (("Inputs", cls.inputs), ("Outputs", cls.outputs)):
+        print(label + ":")
+        for name, port in ports.items():
+            opt = " (optional)" if port.optional else ""
+            print(f"  {name:<16} {'/'.join(port.types):<22}{opt} {port.description}")
+    print("Parameters:")
+    schema = cls.Params.model_json_schema()
+    for name, field in cls.Params.model_fields.items():
+        prop = schema["properties"].get(name, {})
+        unit = f" [{prop['unit']}]" if prop.get("unit") else ""
+        choices = prop.get("enum") or [x.get("const") for x in prop.get("anyOf", []) if "const" in x]
+        bounds = "".join(f" {k}={prop[k]}" for k in ("minimum", "exclusiveMinimum", "maximum",
+                                                    "exclusiveMaximum") if k in prop)
+        extra = f" one of {choices}" if choices else ""
+        print(f"  {name:<20} default {json.dumps(field.default, default=str)}{unit}{bounds}{extra}"
+              f"\n      {field.description or ''}")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    graph = resources.files("starloom.example_graphs") / "demo.json"
+    with resources.as_file(graph) as path:
+        args.graph = str(path)
+        return cmd_run(args)
+
+
+def cmd_cache(args) -> int:
+    cache = Cache(args.cache)
+    if args.action == "clear":
+        print(f"removed {cache.clear()} entries from {cache.root}")
+    else:
+        info = cache.info()
+        print(f"cache {info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="starloom", description="Run and inspect Starloom graphs.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def run_options(p, graph=True):
+        if graph:
+            p.add_argument("graph", help="graph file (.json)")
+        p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                       help="set a graph parameter (repeatable)")
+        p.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE",
+                       help="set a node parameter (repeatable)")
+
+    def exec_options(p):
+        p.add_argument("--run-dir", help="folder of this run (default: runs/<run id>)")
+        p.add_argument("--runs", default="runs", help="parent of new run folders (default: runs)")
+        p.add_argument("--cache", help="cache folder (default: the user cache folder)")
+        p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+        p.add_argument("--force", action="append", metavar="NODE",
+                       help="recompute this node even when cached (repeatable)")
+
+    p = sub.add_parser("run", help="validate and run a graph")
+    run_options(p)
+    exec_options(p)
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("validate", help="check a graph without running it")
+    run_options(p)
+    p.set_defaults(fn=cmd_validate)
+    sub.add_parser("nodes", help="list node types").set_defaults(fn=cmd_nodes)
+    p = sub.add_parser("node", help="describe a node type")
+    p.add_argument("type")
+    p.set_defaults(fn=cmd_node)
+    p = sub.add_parser("schema", help="print the graph file JSON Schema")
+    p.add_argument("-o", "--output")
+    p.set_defaults(fn=cmd_schema)
+    p = sub.add_parser("demo", help="simulate a session and run the demo pipeline on it")
+    run_options(p, graph=False)
+    exec_options(p)
+    p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("cache", help="show or clear the cache")
+    p.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
+    p.add_argument("--cache", help="cache folder (default: the user cache folder)")
+    p.set_defaults(fn=cmd_cache)
+    p = sub.add_parser("edit", help="open the visual editor (needs the 'editor' extra)")
+    p.add_argument("graph", nargs="?")
+    p.set_defaults(fn=cmd_edit)
+    return ap
+
+
+def cmd_edit(args) -> int:
+    try:
+        from starloom.editor.app import main as editor_main
+    except ImportError as e:
+        print(f"starloom: the editor needs the 'editor' extra (pip install 'starloom[editor]'): {e}",
+              file=sys.stderr)
+        return 2
+    return editor_main(args.graph)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (StarloomError, GraphFileError) as e:
+        print(f"starloom: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Exceptions raised by Starloom.
+
+Every error names what is at fault (file, node, port, parameter or header key) so a user can fix
+the input without reading a traceback.
+"""
+from __future__ import annotations
+
+
+class StarloomError(Exception):
+    """Base class of every error Starloom raises on bad input or a failed run."""
+
+
+class FrameReadError(StarloomError):
+    """A FITS (or image) file cannot be read or lacks what is needed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file at fault.
+    reason : str
+        What is wrong, in words.
+    """
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class NodeError(StarloomError):
+    """A node failed while running; names the node id (and frame, when per frame)."""
+
+    def __init__(self, node_id: str, message: str, frame: str | None = None):
+        self.node_id = node_id
+        self.frame = frame
+        where = f"node '{node_id}'" + (f", frame {frame}" if frame else "")
+        super().__init__(f"{where}: {message}")
+
+
+class ParamError(StarloomError):
+    """A node parameter has a value the node cannot use (named by node id and parameter)."""
+
+    def __init__(self, param: str, message: str):
+        self.param = param
+        super().__init__(f"parameter '{param}': {message}")

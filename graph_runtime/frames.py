@@ -1,0 +1,271 @@
+"""FrameSeries: a lazy, file-backed series of frames.
+
+Like hexrd's imageseries: the series holds references to FITS files (inputs or cache entries),
+never the pixel data. Indexing reads one frame; reductions read horizontal bands of every frame,
+so hundreds of frames never sit in memory together.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator, Sequence
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+from astropy.table import Table
+
+from . import fits as fitsio
+from .combine import combine_bands
+
+
+def sha256_json(obj: Any) -> str:
+    """sha256 hex digest of the canonical JSON of ``obj`` (sorted keys, no spaces)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """One frame of a series.
+
+    Attributes
+    ----------
+    key : str
+        Content key: the input file's sha256 (plus header updates), or the cache key of the
+        per-frame computation that made it.
+    name : str
+        Display name, the original file's stem, carried through processing.
+    path : str or None
+        FITS file holding the frame; None while the frame only lives in memory (``data``).
+    header_updates : dict
+        Header cards applied on read (e.g. IMAGETYP given by the user).
+    meta : dict
+        Frame metadata (see :func:`starloom.graph_runtime.fits.frame_metadata`).
+    data : CCDData or None
+        In-memory frame of a source node, written to the store by the runtime.
+    """
+
+    key: str
+    name: str
+    path: str | None = None
+    header_updates: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    data: CCDData | None = field(default=None, compare=False, repr=False)
+
+    def read(self) -> CCDData:
+        if self.data is not None:
+            return self.data
+        return fitsio.read_frame(self.path, header_updates=self.header_updates or None)
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "name": self.name, "path": self.path,
+                "header_updates": self.header_updates, "meta": self.meta}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FrameRef":
+        return cls(**d)
+
+
+class FrameSeries(Sequence):
+    """An ordered, lazy series of frames (see :class:`FrameRef`).
+
+    ``series[i]`` reads frame ``i`` as a ``CCDData`` (float32 data, shape ``(ny, nx)`` or
+    ``(3, ny, nx)`` for planar RGB); ``series.refs`` are the references.
+    """
+
+    def __init__(self, refs: Sequence[FrameRef]):
+        self.refs: tuple[FrameRef, ...] = tuple(refs)
+
+    @classmethod
+    def from_frames(cls, frames: Sequence[CCDData], names: Sequence[str]) -> "FrameSeries":
+        """A series of in-memory frames (for source nodes); keyed by content."""
+        refs = []
+        for ccd, name in zip(frames, names, strict=True):
+            h = hashlib.sha256(np.ascontiguousarray(ccd.data).tobytes())
+            h.update(ccd.header.tostring().encode())
+            refs.append(FrameRef(key=h.hexdigest(), name=name, data=ccd,
+                                 meta=fitsio.frame_metadata(ccd.header)))
+        return cls(refs)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return FrameSeries(self.refs[i])
+        return self.refs[i].read()
+
+    def __iter__(self) -> Iterator[CCDData]:
+        return (r.read() for r in self.refs)
+
+    def __repr__(self) -> str:
+        return f"FrameSeries({len(self)} frames)"
+
+    @property
+    def key(self) -> str:
+        """Key of the whole series: hash of its frames' keys in order."""
+        return sha256_json([r.key for r in self.refs])
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.refs]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the first frame's data (all frames of a combinable series share it)."""
+        if not self.refs:
+            raise ValueError("empty FrameSeries has no shape")
+        r = self.refs[0]
+        if r.data is not None:
+            return r.data.shape
+        m = r.meta
+        if m.get("NAXIS1"):
+            return tuple(int(m[k]) for k in ("NAXIS3", "NAXIS2", "NAXIS1") if m.get(k))
+        return r.read().shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    @property
+    def metadata(self) -> Table:
+        """One row per frame: name, path and the frame metadata keywords."""
+        keys = ["name", "path"] + [k for k in fitsio.FRAME_KEYWORDS]
+        rows = [{"name": r.name, "path": r.path or "", **r.meta} for r in self.refs]
+        return Table(rows=[[row.get(k) if row.get(k) is not None else "" for k in keys]
+                           for row in rows] or None, names=keys,
+                     dtype=[object] * len(keys)) if rows else Table(names=keys)
+
+    def subset(self, indices: Sequence[int]) -> "FrameSeries":
+        return FrameSeries([self.refs[i] for i in indices])
+
+    def filter(self, predicate: Callable[[FrameRef], bool]) -> "FrameSeries":
+        return FrameSeries([r for r in self.refs if predicate(r)])
+
+    def group_by(self, keys: Sequence[str]) -> dict[tuple, "FrameSeries"]:
+        """Split by metadata values (e.g. ``("FILTER",)`` or ``("EXPTIME",)``), ordered by value."""
+        groups: dict[tuple, list[FrameRef]] = {}
+        for r in self.refs:
+            groups.setdefault(tuple(r.meta.get(k) for k in keys), []).append(r)
+        order = sorted(groups, key=lambda t: tuple((v is None, str(v) if not isinstance(v, (int, float)) else v) for v in t))
+        return {k: FrameSeries(groups[k]) for k in order}
+
+    # --- reductions, band by band -------------------------------------------------------------
+    def _band_reader(self, transform=None):
+        """``read_band(i, y0, y1)`` over memory-mapped files (in-memory frames sliced)."""
+        def read_band(i, y0, y1):
+            r = self.refs[i]
+            if r.data is not None:
+                data = np.asarray(r.data.data, dtype=np.float32)[..., y0:y1, :]
+                mask = None if r.data.mask is None else r.data.mask[..., y0:y1, :]
+            else:
+                data, mask = _read_rows(r.path, y0, y1)
+            if transform is not None:
+                data = transform(i, y0, y1, data)
+            return data, mask
+        return read_band
+
+    def reduce(self, method: str = "median", *, rejection: str = "none", sigma_low: float = 3.0,
+               sigma_high: float = 3.0, weights=None, scales=None, progress=None,
+               transform=None, percentile: float = 50.0, **kw) -> CCDData:
+        """Combine the frames pixel by pixel, reading them in bands.
+
+        Parameters
+        ----------
+        method : {'average', 'median', 'sum', 'max', 'min', 'percentile'}
+            Reduction along the frame axis (``percentile`` takes ``percentile``, 0-100).
+        rejection : {'none', 'sigma_clip', 'winsorized', 'minmax'}
+            Outlier rejection before averaging (see :func:`starloom.graph_runtime.combine.combine_bands`).
+        weights, scales : array_like of shape (n_frames,), optional
+            Per-frame weights (average only) and multiplicative scales applied before rejection.
+        transform : callable(i, y0, y1, band) -> band, optional
+            Applied to rows ``y0:y1`` of frame ``i`` as they are read (e.g. subtract a master
+            bias and normalise a flat) so that calibrated copies never need to be written.
+        progress : callable(done_rows, total_rows), optional
+
+        Returns
+        -------
+        CCDData
+            float32 data of the frame shape, mask where no frame contributed, StdDevUncertainty
+            (standard error of the combined value), header of the first frame with NCOMBINE.
+
+        Raises
+        ------
+        ValueError
+            For an empty series or frames whose shapes differ (naming the frame).
+        """
+        if len(self) == 0:
+            raise ValueError("cannot combine an empty FrameSeries")
+        shape = self.shape
+        for r in self.refs:
+            s = r.data.shape if r.data is not None else tuple(
+                int(r.meta[k]) for k in ("NAXIS3", "NAXIS2", "NAXIS1") if r.meta.get(k))
+            if s and tuple(s) != tuple(shape):
+                raise ValueError(f"frame '{r.name}' has shape {tuple(s)}, expected {tuple(shape)} "
+                                 f"like '{self.refs[0].name}'")
+        if method in ("max", "min", "percentile"):
+            fn = {"max": np.nanmax, "min": np.nanmin,
+                  "percentile": lambda a, axis: np.nanpercentile(a, percentile, axis=axis)}[method]
+            data = _band_apply(self._band_reader(transform), len(self), shape, fn)
+            mask, unc = ~np.isfinite(data), None
+        else:
+            res = combine_bands(self._band_reader(transform), len(self), shape, method=method,
+                                rejection=rejection, sigma_low=sigma_low, sigma_high=sigma_high,
+                                weights=weights, scales=scales, progress=progress, **kw)
+            data, mask, unc = res.data, res.mask, res.uncertainty
+        first = self.refs[0]
+        header = (first.data.header.copy() if first.data is not None
+                  else fitsio.read_header(first.path))
+        for k in list(header):
+            if k.startswith(("BZERO", "BSCALE", "BLANK")):
+                del header[k]
+        header.update(first.header_updates)
+        header["NCOMBINE"] = (len(self), "number of frames combined")
+        return CCDData(data, unit=_unit_of(first), mask=None if mask is None or not mask.any() else mask,
+                       uncertainty=None if unc is None else StdDevUncertainty(unc), meta=header)
+
+    def with_refs(self, fn: Callable[[FrameRef], FrameRef]) -> "FrameSeries":
+        return FrameSeries([fn(r) for r in self.refs])
+
+
+def _unit_of(ref: FrameRef):
+    if ref.data is not None:
+        return ref.data.unit
+    unit = fitsio.read_header(ref.path).get("BUNIT")
+    return u.Unit(unit, parse_strict="silent") if unit else u.adu
+
+
+def _image_hdu_index(hdul) -> int:
+    for i, h in enumerate(hdul):
+        if h.is_image and h.data is not None and h.header.get("NAXIS", 0) >= 2:
+            return i
+    raise ValueError("no image HDU")
+
+
+def _read_rows(path: str, y0: int, y1: int):
+    with fits.open(path, memmap=True, do_not_scale_image_data=False) as hdul:
+        i = _image_hdu_index(hdul)
+        data = np.array(hdul[i].section[..., y0:y1, :], dtype=np.float32)
+        mask = None
+        if "MASK" in hdul:
+            mask = np.asarray(hdul["MASK"].section[..., y0:y1, :]).astype(bool)
+    return data, mask
+
+
+def _band_apply(read_band, n, shape, fn, band_bytes=256 * 2**20):
+    """Apply ``fn(stack, axis=0)`` to (n, band rows) stacks, band by band; NaN where masked."""
+    out = np.empty(shape, dtype=np.float32)
+    ny = shape[-2]
+    row_bytes = 4 * n * int(np.prod(shape)) // ny
+    step = max(1, band_bytes // max(row_bytes, 1))
+    for y0 in range(0, ny, step):
+        y1 = min(ny, y0 + step)
+        stack = []
+        for i in range(n):
+            d, m = read_band(i, y0, y1)
+            stack.append(d if m is None else np.where(m, np.nan, d))
+        out[..., y0:y1, :] = fn(np.stack(stack), axis=0)
+    return out

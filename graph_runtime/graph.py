@@ -1,0 +1,251 @@
+"""Turn a graph document into a validated, ordered plan: bind parameters, upgrade node versions,
+validate every param, port and edge, and order nodes topologically.
+
+Every problem is collected and reported at once, each naming the node, port or parameter.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from starloom.serialization import GraphDocument, NodeSpec
+
+from .errors import StarloomError
+from .node import Node, Port, is_path_field, resolve_path_value
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a graph: where (node id, port or param) and what."""
+
+    node: str | None
+    where: str | None
+    message: str
+
+    def __str__(self) -> str:
+        loc = []
+        if self.node:
+            loc.append(f"node '{self.node}'")
+        if self.where:
+            loc.append(self.where)
+        return (", ".join(loc) + ": " if loc else "") + self.message
+
+
+class GraphValidationError(StarloomError):
+    """The graph cannot run; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem], source: str = "graph"):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
+
+
+@dataclass
+class PlannedNode:
+    spec: NodeSpec
+    cls: type[Node]
+    params: Any  # validated Params instance
+    inputs: dict[str, tuple[str, str]] = field(default_factory=dict)  # port -> (node, port)
+
+
+@dataclass
+class Plan:
+    """A validated graph in execution order, and the document as it will run."""
+
+    nodes: list[PlannedNode]
+    document: GraphDocument
+
+    def node(self, node_id: str) -> PlannedNode:
+        return next(n for n in self.nodes if n.spec.id == node_id)
+
+
+def _coerce_cli(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    return value
+
+
+def plan(doc: GraphDocument, registry: Registry, *, base_dir: str | os.PathLike = ".",
+         params: dict[str, Any] | None = None, sets: dict[str, Any] | None = None,
+         cli_dir: str | os.PathLike | None = None, source: str = "graph") -> Plan:
+    """Validate ``doc`` and order it for execution.
+
+    Parameters
+    ----------
+    doc : GraphDocument
+        The graph as loaded.
+    registry : Registry
+        Node types.
+    base_dir : path
+        Folder relative path parameters in the graph file resolve against (the file's folder).
+    params : dict, optional
+        Graph-level parameter overrides (``--param NAME=VALUE``).
+    sets : dict, optional
+        Node parameter overrides by ``"node_id.param"`` (``--set``).
+    cli_dir : path, optional
+        Folder relative paths given in ``params``/``sets`` resolve against (default: cwd).
+    source : str
+        Name of the graph (file) for messages.
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    GraphValidationError
+        Listing every problem: unknown graph parameter or node type, node version newer than
+        installed, invalid param, unknown or duplicate node id or port, port type mismatch,
+        missing required input, an input fed twice, a cycle.
+    """
+    problems: list[Problem] = []
+    cli_dir = Path(cli_dir or os.getcwd())
+    doc = doc.model_copy(deep=True)
+    by_id: dict[str, NodeSpec] = {}
+    for spec in doc.nodes:
+        if spec.id in by_id:
+            problems.append(Problem(spec.id, None, "duplicate node id"))
+        by_id[spec.id] = spec
+
+    # Graph parameters first: their values become node params, from the CLI or defaults.
+    overrides: dict[tuple[str, str], tuple[Any, Path]] = {}
+    params = dict(params or {})
+    for name in params:
+        if name not in doc.parameters:
+            known = ", ".join(sorted(doc.parameters)) or "none"
+            problems.append(Problem(None, f"graph parameter '{name}'",
+                                    f"not defined by this graph (it has: {known})"))
+    for name, gp in doc.parameters.items():
+        if name in params:
+            value, base = _coerce_cli(params[name]), cli_dir
+        elif gp.default is not None:
+            value, base = gp.default, Path(base_dir)
+        else:
+            continue
+        if name in params and gp.default is not None:
+            gp.default = params[name]
+        for bind in gp.binds:
+            overrides[tuple(bind.split("."))] = (value, base)
+    for target, value in (sets or {}).items():
+        if target.count(".") != 1:
+            problems.append(Problem(None, f"--set {target}", "must be written NODE.PARAM=VALUE"))
+            continue
+        overrides[tuple(target.split("."))] = (_coerce_cli(value), cli_dir)
+
+    planned: dict[str, PlannedNode] = {}
+    for (nid, pname) in overrides:
+        if nid not in by_id:
+            problems.append(Problem(nid, f"param '{pname}'", "no node with this id to bind to"))
+    for spec in doc.nodes:
+        try:
+            cls = registry.get(spec.type)
+        except StarloomError:
+            problems.append(Problem(spec.id, None, f"unknown node type '{spec.type}'"))
+            continue
+        raw = dict(spec.params)
+        if spec.version > cls.version:
+            problems.append(Problem(spec.id, None,
+                                    f"'{spec.type}' version {spec.version} is newer than the "
+                                    f"installed version {cls.version}; upgrade Starloom or the "
+                                    f"node package"))
+            continue
+        if spec.version < cls.version:
+            try:
+                raw = cls.upgrade(raw, spec.version)
+            except Exception as e:
+                problems.append(Problem(spec.id, None, f"cannot upgrade params: {e}"))
+                continue
+            spec.version = cls.version
+        base_of = {k: Path(base_dir) for k in raw}
+        for (nid, pname), (value, base) in overrides.items():
+            if nid == spec.id:
+                if pname not in cls.Params.model_fields:
+                    problems.append(Problem(spec.id, f"param '{pname}'", "no such parameter"))
+                    continue
+                raw[pname], base_of[pname] = value, base
+        for pname in raw:
+            if pname in cls.Params.model_fields and is_path_field(cls.Params, pname):
+                raw[pname] = resolve_path_value(raw[pname], base_of[pname])
+        try:
+            p = cls.Params.model_validate(raw)
+        except ValidationError as e:
+            for err in e.errors():
+                loc = ".".join(str(x) for x in err["loc"]) or "params"
+                problems.append(Problem(spec.id, f"param '{loc}'",
+                                        f"{err['msg']} (got {err.get('input')!r})"))
+            continue
+        spec.params = p.model_dump(mode="json")
+        planned[spec.id] = PlannedNode(spec, cls, p)
+
+    # Edges: ports exist, types fit, one edge per input.
+    for e in doc.edges:
+        (sn, sp), (tn, tp) = e.source, e.target
+        src, dst = planned.get(sn), planned.get(tn)
+        for nid in (sn, tn):
+            if nid not in by_id:
+                problems.append(Problem(nid, None, f"edge {e.from_} -> {e.to} names a node that "
+                                                   f"does not exist"))
+        if src is None or dst is None:
+            continue
+        out_port: Port | None = src.cls.outputs.get(sp)
+        in_port: Port | None = dst.cls.inputs.get(tp)
+        if out_port is None:
+            problems.append(Problem(sn, f"output port '{sp}'",
+                                    f"no such port (outputs: {', '.join(src.cls.outputs)})"))
+        if in_port is None:
+            problems.append(Problem(tn, f"input port '{tp}'",
+                                    f"no such port (inputs: {', '.join(dst.cls.inputs) or 'none'})"))
+        if out_port is None or in_port is None:
+            continue
+        if not in_port.accepts(out_port):
+            problems.append(Problem(tn, f"input port '{tp}'",
+                                    f"type mismatch: {e.from_} gives {'/'.join(out_port.types)}, "
+                                    f"'{tp}' takes {'/'.join(in_port.types)}"))
+        if tp in dst.inputs:
+            problems.append(Problem(tn, f"input port '{tp}'", "connected more than once"))
+        dst.inputs[tp] = (sn, sp)
+    for pn in planned.values():
+        for name, port in pn.cls.inputs.items():
+            if not port.optional and name not in pn.inputs:
+                problems.append(Problem(pn.spec.id, f"input port '{name}'",
+                                        "required input is not connected"))
+
+    order = _toposort(doc.nodes, planned, problems)
+    if problems:
+        raise GraphValidationError(problems, source)
+    return Plan([planned[i] for i in order], doc)
+
+
+def _toposort(specs: list[NodeSpec], planned: dict[str, PlannedNode],
+              problems: list[Problem]) -> list[str]:
+    """Kahn's algorithm, stable in document order; a cycle is reported with its nodes."""
+    ids = [s.id for s in specs if s.id in planned]
+    indeg = {i: 0 for i in ids}
+    children: dict[str, list[str]] = {i: [] for i in ids}
+    for nid in ids:
+        for (src, _) in set(planned[nid].inputs.values()):
+            if src in indeg:
+                indeg[nid] += 1
+                children[src].append(nid)
+    ready = [i for i in ids if indeg[i] == 0]
+    order = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for c in children[n]:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                ready.append(c)
+    if len(order) < len(ids):
+        stuck = [i for i in ids if i not in order]
+        problems.append(Problem(None, None, f"cycle among nodes: {', '.join(stuck)}"))
+    return order

@@ -1,0 +1,183 @@
+"""The node contract: what a node type declares and how the runtime calls it.
+
+A node type is a subclass of :class:`Node` with class attributes ``type_id``, ``version``,
+``title``, ``category``, a pydantic ``Params`` model, ``inputs`` and ``outputs`` (port name ->
+:class:`Port`) and a pure :meth:`Node.run`. The editor's classes, ``starloom node TYPE`` and the
+graph JSON Schema all derive from this one declaration.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
+
+import astropy.units as u
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+# Port types. A value of each: Image -> astropy.nddata.CCDData; FrameSeries -> FrameSeries;
+# Table -> astropy.table.Table; Transform -> 3x3 float ndarray (homogeneous affine, pixels);
+# Path -> str; Number -> float; Integer -> int; String -> str; Boolean -> bool.
+PORT_TYPES = ("Image", "FrameSeries", "Table", "Transform", "Path", "Number", "Integer", "String",
+              "Boolean")
+
+
+@dataclass(frozen=True)
+class Port:
+    """A typed input or output of a node.
+
+    ``type`` is one of :data:`PORT_TYPES`; an input may accept several (a tuple). ``optional``
+    inputs may stay unconnected (the node then gets ``None``).
+    """
+
+    type: str | tuple[str, ...]
+    description: str = ""
+    optional: bool = False
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return (self.type,) if isinstance(self.type, str) else tuple(self.type)
+
+    def accepts(self, other: "Port") -> bool:
+        """Whether an output port ``other`` may connect to this input port."""
+        return any(t in self.types for t in other.types)
+
+
+class Params(BaseModel):
+    """Base of every node's parameter model: unknown names are refused, values validated on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _path_field(**kw):
+    extra = kw.pop("json_schema_extra", {}) | {"format": "path"}
+    return Field(json_schema_extra=extra, **kw)
+
+
+def PathParam(default: Any = ..., **kw):
+    """A parameter holding a file system path (or glob, or comma-separated list of them).
+
+    Relative paths in a graph file resolve against the graph file's folder; on the command
+    line, against the current folder (see :func:`resolve_path_value`).
+    """
+    return _path_field(default=default, **kw)
+
+
+def _to_unit(unit: u.UnitBase):
+    def convert(v):
+        if isinstance(v, u.Quantity):
+            return float(v.to_value(unit))
+        if isinstance(v, str):
+            try:
+                return float(v)
+            except ValueError:
+                return float(u.Quantity(v).to_value(unit))
+        return v
+    return convert
+
+
+def Quantity(unit: str, **field_kw):
+    """An annotated float parameter measured in ``unit`` (an astropy unit string).
+
+    The graph file stores a plain number in ``unit``; a string with another compatible unit
+    (``"2 min"`` for a field in ``s``) is converted on validation. The JSON Schema carries the
+    unit as ``"unit"`` so the editor and ``starloom node`` can show it.
+    """
+    unit_obj = u.Unit(unit)
+    extra = field_kw.pop("json_schema_extra", {}) | {"unit": unit_obj.to_string()}
+    return Annotated[float, BeforeValidator(_to_unit(unit_obj)),
+                     Field(json_schema_extra=extra, **field_kw)]
+
+
+def is_path_field(params_cls: type[BaseModel], name: str) -> bool:
+    extra = params_cls.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and extra.get("format") == "path"
+
+
+def resolve_path_value(value: str, base: str | os.PathLike) -> str:
+    """Make each comma-separated component of a path parameter absolute against ``base``."""
+    if not isinstance(value, str) or not value:
+        return value
+    parts = []
+    for part in value.split(","):
+        part = os.path.expanduser(part.strip())
+        parts.append(part if os.path.isabs(part) else os.path.normpath(os.path.join(base, part)))
+    return ",".join(parts)
+
+
+def expand_paths(value: str, patterns: tuple[str, ...] = ("*",)) -> list[str]:
+    """Files named by a path parameter: comma-separated folders, globs or files, sorted.
+
+    A folder contributes its files matching any of ``patterns``; a glob its matches (a folder
+    matched by a glob contributes its files too).
+    """
+    out: list[str] = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        for hit in sorted(glob.glob(part)) if glob.has_magic(part) else [part]:
+            if os.path.isdir(hit):
+                out += sorted({f for pat in patterns for f in glob.glob(os.path.join(hit, pat))
+                               if os.path.isfile(f)})
+            elif os.path.isfile(hit):
+                out.append(hit)
+    return out
+
+
+class Node:
+    """Base class of node types.
+
+    Class attributes
+    ----------------
+    type_id : str
+        Dotted id, ``category.name`` (e.g. ``calibration.master_bias``).
+    version : int
+        Version of the ``Params`` shape; bump it and extend :meth:`upgrade` when it changes.
+    title, category, description : str
+        Human name, editor grouping, one-paragraph help.
+    Params : type[Params]
+        The parameter model.
+    inputs, outputs : dict[str, Port]
+        Typed ports.
+    per_frame : str or None
+        Name of a ``FrameSeries`` input the node maps over: ``run`` is then called once per frame
+        with that input bound to one frame (``CCDData``), every ``FrameSeries`` output returned
+        as one frame, and each frame cached separately.
+    cacheable : bool
+        False for nodes whose result depends on more than their key (none of the built-ins).
+    """
+
+    type_id: ClassVar[str]
+    version: ClassVar[int] = 1
+    title: ClassVar[str] = ""
+    category: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    inputs: ClassVar[dict[str, Port]] = {}
+    outputs: ClassVar[dict[str, Port]] = {}
+    per_frame: ClassVar[str | None] = None
+    cacheable: ClassVar[bool] = True
+
+    def run(self, ctx, params, **inputs) -> dict[str, Any]:
+        """Compute the outputs (a dict by output port name) from validated params and inputs.
+
+        Must not read global state; files go through ``ctx`` (``ctx.output_path``), progress and
+        diagnostics through ``ctx.progress`` and ``ctx.diagnostics``.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def upgrade(cls, params: dict, from_version: int) -> dict:
+        """Turn params written for ``from_version`` into params of ``cls.version``.
+
+        The default knows no older versions: a node type that bumps its version overrides this.
+        """
+        raise ValueError(f"{cls.type_id}: no upgrade from version {from_version} to {cls.version}")
+
+    @classmethod
+    def fingerprint(cls, params, hash_file) -> Any:
+        """Extra JSON-able key material, e.g. content hashes of the files a loader reads.
+
+        ``hash_file(path) -> str`` gives a file's sha256, memoized by (path, size, mtime_ns).
+        """
+        return None

@@ -1,0 +1,58 @@
+"""Helpers shared by the built-in nodes: combine parameters, provenance, frame matching."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import numpy as np
+from astropy.nddata import CCDData
+from pydantic import Field
+
+from starloom.graph_runtime.frames import FrameSeries
+from starloom.graph_runtime.node import Params
+
+
+class CombineParams(Params):
+    """How frames are combined pixel by pixel (see ``FrameSeries.reduce``)."""
+
+    method: Literal["average", "median", "sum"] = Field(
+        "median", description="Combination along the frame axis")
+    rejection: Literal["none", "sigma_clip", "winsorized", "minmax"] = Field(
+        "sigma_clip", description="Outlier rejection before combining (sigma clipping around the "
+                                  "median, winsorized sigma clipping, or min/max extremes)")
+    sigma_low: float = Field(3.0, gt=0, le=20, description="Lower clipping bound, in standard deviations")
+    sigma_high: float = Field(3.0, gt=0, le=20, description="Upper clipping bound, in standard deviations")
+
+    def combine(self, series: FrameSeries, ctx=None, **kw) -> CCDData:
+        return series.reduce(self.method, rejection=self.rejection, sigma_low=self.sigma_low,
+                             sigma_high=self.sigma_high,
+                             progress=ctx.progress if ctx is not None else None, **kw)
+
+
+def provenance(ccd: CCDData, node_cls, params, note: str = "") -> CCDData:
+    """Add a HISTORY card naming the node type, version and non-default params (in place)."""
+    changed = {k: v for k, v in params.model_dump(mode="json").items()
+               if v != type(params).model_fields[k].default and k != "path"}
+    text = f"starloom {node_cls.type_id} v{node_cls.version} {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%S}"
+    ccd.header.add_history(text)
+    if changed:
+        ccd.header.add_history(f"  params {changed}"[:2000])
+    if note:
+        ccd.header.add_history(f"  {note}")
+    return ccd
+
+
+def pick_by_exposure(darks: FrameSeries, exptime: float | None):
+    """Index of the master dark whose EXPTIME is closest to ``exptime`` (longest when unknown)."""
+    times = [r.meta.get("EXPTIME") for r in darks.refs]
+    if exptime is None:
+        return int(np.argmax([t or 0 for t in times]))
+    return int(np.argmin([abs((t if t is not None else np.inf) - exptime) for t in times]))
+
+
+def pick_by_filter(flats: FrameSeries, filt) -> int | None:
+    """Index of the master flat taken through ``filt`` (the only flat when just one exists)."""
+    for i, r in enumerate(flats.refs):
+        if r.meta.get("FILTER") == filt:
+            return i
+    return 0 if len(flats) == 1 else None

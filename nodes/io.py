@@ -1,0 +1,189 @@
+"""Input and output nodes: load frames, save FITS, save PNG."""
+from __future__ import annotations
+
+import fnmatch
+import os
+import warnings
+from typing import Literal
+
+import numpy as np
+from astropy.nddata import CCDData
+from pydantic import Field
+
+from starloom.graph_runtime import fits as fitsio
+from starloom.graph_runtime.errors import StarloomError
+from starloom.graph_runtime.frames import FrameRef, FrameSeries, sha256_json
+from starloom.graph_runtime.node import Node, Params, PathParam, Port, expand_paths
+
+from . import stretch as stretching
+from ._common import provenance
+
+FITS_PATTERNS = "*.fit,*.fits,*.fts,*.FIT,*.FITS,*.FTS,*.fit.fz,*.fits.fz,*.fits.gz"
+
+
+class LoadFrames(Node):
+    type_id = "io.load_frames"
+    title = "Load frames"
+    category = "io"
+    description = """
+    Read the FITS frames in folders, globs or a comma-separated list of them, without loading
+    pixels: the output is a lazy FrameSeries. Frames can be selected by header values as
+    ccdproc's ImageFileCollection does (``where``), and their frame type (IMAGETYP) taken from the
+    header, inferred from folder and file names when the header lacks it, or set by the user.
+    Input files are never modified; repaired header values are reported as warnings.
+    """
+
+    class Params(Params):
+        path: str = PathParam("", description="Folder, glob or file; several separated by commas")
+        pattern: str = Field(FITS_PATTERNS, description="File patterns used inside folders, comma separated")
+        imagetyp: Literal["any", "light", "bias", "dark", "flat"] = Field(
+            "any", description="Keep only frames of this type (after frame_type is applied)")
+        frame_type: Literal["header", "light", "bias", "dark", "flat"] = Field(
+            "header", description="'header': IMAGETYP from the header, or inferred from folder/file "
+                                  "name when missing; otherwise set IMAGETYP of every frame to this")
+        where: dict[str, str | float] = Field(
+            default_factory=dict, description="Header values to select on, e.g. {\"FILTER\": \"Ha\", "
+                                              "\"EXPTIME\": 300}; '*' means the key is present")
+        sort_by: str = Field("", description="Header keyword to order frames by (default: file name)")
+
+    outputs = {"frames": Port("FrameSeries", "the selected frames"),
+               "metadata": Port("Table", "one row of header values per frame")}
+
+    @classmethod
+    def _files(cls, params) -> list[str]:
+        if not params.path:
+            raise StarloomError("parameter 'path' is empty: give a folder, glob or file")
+        files = expand_paths(params.path, tuple(p.strip() for p in params.pattern.split(",")))
+        if not files:
+            raise StarloomError(f"parameter 'path': no files match '{params.path}' "
+                                f"(patterns {params.pattern})")
+        return files
+
+    @classmethod
+    def fingerprint(cls, params, hash_file):
+        return [[f, hash_file(f)] for f in cls._files(params)]
+
+    def run(self, ctx, params):
+        refs = []
+        for path in self._files(params):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", fitsio.HeaderRepairWarning)
+                header = fitsio.read_header(path)
+            for w in caught:
+                if issubclass(w.category, fitsio.HeaderRepairWarning):
+                    ctx.warn(str(w.message))
+            meta = fitsio.frame_metadata(header, path)
+            updates = {}
+            if params.frame_type != "header":
+                updates["IMAGETYP"] = meta["IMAGETYP"] = params.frame_type
+            elif meta.get("IMAGETYP") and fitsio.normalize_imagetyp(header.get("IMAGETYP")) is None:
+                updates["IMAGETYP"] = meta["IMAGETYP"]  # inferred from the file or folder name
+            if params.imagetyp != "any" and meta.get("IMAGETYP") != params.imagetyp:
+                continue
+            if not all(_matches(meta.get(k.upper(), header.get(k)), v) for k, v in params.where.items()):
+                continue
+            key = sha256_json([ctx.hash_file(path), updates])
+            name = os.path.basename(path).split(".")[0]
+            refs.append(FrameRef(key=key, name=name, path=os.path.abspath(path),
+                                 header_updates=updates, meta=meta))
+        if not refs:
+            raise StarloomError(f"no frames left in '{params.path}' after selecting "
+                                f"imagetyp={params.imagetyp!r}, where={params.where}")
+        if params.sort_by:
+            refs.sort(key=lambda r: (r.meta.get(params.sort_by) is None, str(r.meta.get(params.sort_by))))
+        series = FrameSeries(refs)
+        counts = {}
+        for r in refs:
+            counts[r.meta.get("IMAGETYP") or "unknown"] = counts.get(r.meta.get("IMAGETYP") or "unknown", 0) + 1
+        ctx.diagnostics.update(n_frames=len(refs), by_type=counts, frames=series.names)
+        return {"frames": series, "metadata": series.metadata}
+
+
+def _matches(value, wanted) -> bool:
+    """ImageFileCollection-style match: '*' = present, strings case-insensitive with wildcards."""
+    if wanted == "*":
+        return value is not None
+    if value is None:
+        return False
+    if isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
+        try:
+            return bool(np.isclose(float(value), float(wanted)))
+        except (TypeError, ValueError):
+            return False
+    return fnmatch.fnmatch(str(value).strip().lower(), str(wanted).strip().lower())
+
+
+def _template(template: str, ccd: CCDData, name: str, index: int) -> str:
+    fields = {k: v for k, v in fitsio.frame_metadata(ccd.header).items() if v is not None}
+    fields.update(name=name, index=index)
+    try:
+        return template.format(**{k.replace("-", "_"): v for k, v in fields.items()})
+    except (KeyError, ValueError, IndexError) as e:
+        raise StarloomError(f"parameter 'filename': cannot fill '{template}' for frame '{name}': "
+                            f"{e!r} (available: {', '.join(sorted(fields))})") from None
+
+
+class SaveFits(Node):
+    type_id = "io.save_fits"
+    title = "Save FITS"
+    category = "io"
+    description = """
+    Write an image, or every frame of a series, to FITS in the run's outputs/ folder (written to
+    a temporary name, then renamed). For a series the file name is a template filled from each
+    frame's header: {name}, {index}, {EXPTIME}, {FILTER}, {IMAGETYP}, ... (e.g.
+    'master_dark_{EXPTIME:g}s.fits'). A HISTORY card records the node.
+    """
+
+    class Params(Params):
+        filename: str = Field("image.fits", min_length=1, description="File name, or template for a series")
+        dtype: Literal["float32", "float64", "uint16"] = Field("float32", description="Pixel type on disk")
+
+    inputs = {"image": Port(("Image", "FrameSeries"), "image or frames to write")}
+    outputs = {"path": Port("Path", "written file(s), comma separated")}
+
+    def run(self, ctx, params, image):
+        items = ([(image, "image", 0)] if isinstance(image, CCDData)
+                 else [(image[i], r.name, i) for i, r in enumerate(image.refs)])
+        paths = []
+        for ccd, name, i in items:
+            filename = _template(params.filename, ccd, name, i)
+            if filename in {p.name for p in paths}:
+                raise StarloomError(f"parameter 'filename': '{params.filename}' gives the same name "
+                                    f"'{filename}' to several frames; add {{name}} or {{index}}")
+            path = ctx.output_path(filename)
+            fitsio.write_frame(ccd, path, dtype=params.dtype,
+                               history=[f"starloom io.save_fits by node '{ctx.node_id}'"])
+            paths.append(path)
+        return {"path": ",".join(str(p) for p in paths)}
+
+
+class SavePng(Node):
+    type_id = "io.save_png"
+    title = "Save PNG"
+    category = "io"
+    description = """
+    Write a display-stretched PNG of an image to outputs/. Stretches: linear and asinh over a
+    percentile interval, zscale (IRAF's algorithm, astropy ZScaleInterval), histogram
+    equalization; 8 or 16 bits per channel. FITS row 0 is drawn at the bottom.
+    """
+
+    class Params(Params):
+        filename: str = Field("image.png", min_length=1, description="File name")
+        stretch: Literal["linear", "asinh", "zscale", "histeq"] = Field("asinh", description="Display stretch")
+        bit_depth: Literal[8, 16] = Field(8, description="Bits per channel")
+        percentile_low: float = Field(0.25, ge=0, lt=100, description="Lower percentile of the interval")
+        percentile_high: float = Field(99.75, gt=0, le=100, description="Upper percentile of the interval")
+
+    inputs = {"image": Port("Image", "image to draw")}
+    outputs = {"path": Port("Path", "written PNG")}
+
+    def run(self, ctx, params, image):
+        if params.percentile_low >= params.percentile_high:
+            raise StarloomError("parameter 'percentile_low' must be below 'percentile_high'")
+        img = stretching.stretch(image.data, params.stretch, percentile_low=params.percentile_low,
+                                 percentile_high=params.percentile_high, mask=image.mask)
+        path = stretching.write_png(ctx.output_path(params.filename), img, params.bit_depth)
+        return {"path": str(path)}
+
+
+NODES = [LoadFrames, SaveFits, SavePng]

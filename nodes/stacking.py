@@ -1,0 +1,58 @@
+"""Stacking: combine registered light frames into one image."""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from astropy.stats import sigma_clipped_stats
+from pydantic import Field
+
+from starloom.graph_runtime.node import Node, Port
+
+from ._common import CombineParams, provenance
+
+
+class Stack(Node):
+    type_id = "stacking.combine"
+    title = "Stack"
+    category = "stacking"
+    description = """
+    Combine registered frames pixel by pixel, band by band so any number of frames fits in
+    memory: average, median or sum, with sigma clipping, winsorized sigma clipping or min/max
+    rejection. Frames can be normalised (additive: each frame's sky level shifted to the first
+    frame's) and weighted by exposure time or by inverse noise variance, the noise being the
+    sigma-clipped standard deviation of each frame (astropy sigma_clipped_stats).
+    """
+
+    class Params(CombineParams):
+        method: Literal["average", "median", "sum"] = Field("average", description="Combination along the frame axis")
+        normalization: Literal["none", "additive"] = Field(
+            "additive", description="Match each frame's background (sigma-clipped median) to the first's")
+        weights: Literal["none", "exposure", "noise"] = Field(
+            "noise", description="Per-frame weights of the average: EXPTIME, or 1/sigma^2 of the background")
+
+    inputs = {"frames": Port("FrameSeries", "registered frames")}
+    outputs = {"image": Port("Image", "stacked image")}
+
+    def run(self, ctx, params, frames):
+        n = len(frames)
+        med, std = np.zeros(n, np.float32), np.ones(n, np.float32)
+        if params.normalization != "none" or params.weights == "noise":
+            for i, ccd in enumerate(frames):
+                _, med[i], std[i] = sigma_clipped_stats(ccd.data, mask=ccd.mask, sigma=3.0,
+                                                        maxiters=5)
+        shift = (med - med[0]) if params.normalization == "additive" else np.zeros(n, np.float32)
+        weights = None
+        if params.weights == "exposure":
+            weights = np.array([r.meta.get("EXPTIME") or 1.0 for r in frames.refs], np.float64)
+        elif params.weights == "noise":
+            weights = 1.0 / np.maximum(std.astype(np.float64), 1e-12) ** 2
+        image = params.combine(frames, ctx, weights=weights,
+                               transform=lambda i, y0, y1, d: d - shift[i])
+        ctx.diagnostics.update(
+            n_frames=n, frames=frames.names, background=med.tolist(), noise=std.tolist(),
+            weights=None if weights is None else (weights / weights.sum()).tolist())
+        return {"image": provenance(image, type(self), params, f"stacked {n} frames")}
+
+
+NODES = [Stack]
