@@ -121,10 +121,12 @@ class Cache:
             ports, stored = {}, {}
             for port, value in values.items():
                 ports[port], stored[port] = _store_value(tmp, final, port, value)
+            port_keys = {port: value_key(v) for port, v in values.items()}
             for rel, f in (files or {}).items():
                 (tmp / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, tmp / "files" / rel)
-            manifest = dict(manifest, key=key, ports=ports, files=sorted(files or {}),
+            manifest = dict(manifest, key=key, ports=ports, port_keys=port_keys,
+                            files=sorted(files or {}),
                             stored_at=time.time())
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
             try:
@@ -181,11 +183,37 @@ def node_key(type_id: str, version: int, params: dict, inputs: dict, extra: Any 
     return sha256_json(pre), pre
 
 
-def value_key(value: Any, producer_key: str, port: str) -> Any:
-    """What a value contributes to a downstream key: its frames' keys for a series."""
+def value_key(value: Any) -> str | dict:
+    """Content key of an output value: what it contributes to downstream cache keys.
+
+    Keys of outputs come from their content, not from how they were made, so a node that is
+    re-run (because an input changed) but gives the same result leaves everything downstream
+    cached, e.g. the reference frame when a light is added to the series.
+    """
     if isinstance(value, FrameSeries):
+        # Listed frame by frame so a manifest diff shows which frames changed.
         return {"series": [r.key for r in value.refs]}
-    return [producer_key, port]
+    h = hashlib.sha256()
+    if isinstance(value, CCDData):
+        for arr in (value.data, value.mask,
+                    None if value.uncertainty is None else value.uncertainty.array):
+            if arr is not None:
+                h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+                h.update(np.ascontiguousarray(arr).tobytes())
+        header = value.header.copy()
+        header.remove("DATE", ignore_missing=True)
+        h.update(header.tostring().encode())
+        h.update(str(value.unit).encode())
+    elif isinstance(value, Table):
+        import io
+        buf = io.StringIO()
+        value.write(buf, format="ascii.ecsv")
+        h.update(buf.getvalue().encode())
+    elif isinstance(value, np.ndarray):
+        h.update(json.dumps(value.tolist()).encode())
+    else:
+        h.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def _atomic_copy(src: Path, dst: Path):

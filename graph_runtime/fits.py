@@ -6,8 +6,8 @@ repaired when reading, tells the user about each repair with a :class:`HeaderRep
 never writes to an input file. Every read failure is a
 :class:`~starloom.graph_runtime.errors.FrameReadError` naming the file.
 
-Conventions: the FITS Standard 4.0 (Pence et al. 2010, A&A 524, A42, and the IAU FITS Working
-Group's version 4.0 document), astropy's ``CCDData`` FITS layout (``MASK`` and ``UNCERT`` image
+Conventions: the FITS Standard version 4.0 (IAU FITS Working Group, 2018; "FITS 4.0" below),
+astropy's ``CCDData`` FITS layout (``MASK`` and ``UNCERT`` image
 extensions, ``UTYPE`` naming the uncertainty class; see the astropy.nddata "CCDData" docs).
 """
 from __future__ import annotations
@@ -141,7 +141,8 @@ def infer_frame_type(path) -> str | None:
         One of :data:`FRAME_TYPES`, or None when no name matches.
     """
     path = Path(path)
-    names = [path.name.split(".")[0]] + [p.name for p in path.parents][:_NAME_PARENTS]
+    # Suffix words ("fit", "fits", "fz") never name a type, so whole names are searched.
+    names = [path.name] + [p.name for p in path.parents][:_NAME_PARENTS]
     for name in names:
         kind = _type_from_name(name)
         if kind:
@@ -173,7 +174,8 @@ def _repair_header(header: fits.Header, path) -> fits.Header:
     notes = {}  # card index -> astropy's words on what it fixed
     drop = []
     # astropy fixes a bad card on first access and says so with VerifyWarnings; record them per
-    # card so that one HeaderRepairWarning per key can name the file and the key.
+    # card so that one HeaderRepairWarning per key can name the file and the key. (Like all
+    # catch_warnings use before Python 3.14, this swaps process-wide warning state briefly.)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VerifyWarning)
         for i, card in enumerate(header.cards):
@@ -229,7 +231,9 @@ def _image_hdu(hdul, path):
     """First HDU holding an image: the primary, an image extension or a compressed image."""
     try:
         for hdu in hdul:
-            if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.header.get("NAXIS", 0):
+            # CompImageHDU is an ImageHDU only since astropy 6.1.
+            is_image = isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
+            if is_image and hdu.header.get("NAXIS", 0):
                 return hdu
     except (OSError, ValueError, TypeError, VerifyError, IndexError) as exc:
         raise _fail(path, "corrupt FITS structure", exc) from exc
@@ -430,6 +434,8 @@ def read_frame(path, header_updates=None, dtype=np.float32) -> CCDData:
 
 def _output_data(ccd, dtype, path):
     data = np.asarray(ccd.data)
+    if not (data.ndim == 2 or (data.ndim == 3 and data.shape[0] == 3)):
+        raise FrameWriteError(path, f"data of shape {data.shape} is neither 2-D nor 3-plane RGB")
     if dtype is None:
         # float64 data (e.g. from 32-bit integer frames) stays float64; everything else float32.
         dtype = np.float64 if data.dtype == np.float64 else np.float32
@@ -443,7 +449,8 @@ def _output_data(ccd, dtype, path):
         return data, np.float32
     if dtype not in (np.float32, np.float64):
         raise FrameWriteError(path, f"dtype {dtype} not supported; use uint16, float32, float64")
-    return data.astype(dtype, copy=False), dtype
+    # A copy: astropy byteswaps the array in place while writing, which the caller would see.
+    return data.astype(dtype), dtype
 
 
 def write_frame(ccd, path, dtype=None, history=(), overwrite=True) -> Path:
@@ -479,7 +486,7 @@ def write_frame(ccd, path, dtype=None, history=(), overwrite=True) -> Path:
     Raises
     ------
     FrameWriteError
-        Unsupported dtype, or astropy cannot turn the data, header or uncertainty into FITS.
+        Data neither 2-D nor (3, ny, nx), unsupported dtype, or astropy cannot turn the data, header or uncertainty into FITS.
     OSError
         From the file system (``FileExistsError`` when ``overwrite`` is False and the file exists).
     """
@@ -505,7 +512,7 @@ def write_frame(ccd, path, dtype=None, history=(), overwrite=True) -> Path:
             if not isinstance(unc, StdDevUncertainty):
                 unc = unc.represent_as(StdDevUncertainty)
             hdr = fits.Header([("UTYPE", "StdDevUncertainty")])
-            hdul.append(fits.ImageHDU(np.asarray(unc.array, dtype=extension_dtype), hdr,
+            hdul.append(fits.ImageHDU(np.array(unc.array, dtype=extension_dtype), hdr,
                                       name="UNCERT"))
     except (ValueError, TypeError, AttributeError, VerifyError) as exc:
         raise FrameWriteError(path, f"cannot convert to FITS ({type(exc).__name__}: {exc})") from exc
@@ -540,9 +547,9 @@ def read_image_any(path) -> CCDData:
         For Pillow images, unit ``adu`` and data float32: shape (ny, nx) for greyscale images
         (8-, 16-bit or float values as stored), shape (3, ny, nx) planar RGB for colour ones
         (palette and alpha images are converted to RGB; alpha is dropped). EXIF orientation is
-        applied, then rows are flipped so that row 0 is the bottom of the picture, the FITS
-        convention (FITS 4.0 section 8.1: pixel (1, 1) at lower left in the usual display);
-        the header says so with ``ROWORDER = 'BOTTOM-UP'``.
+        applied, then rows are flipped so that row 0 is the bottom of the picture, as FITS
+        images are usually displayed (first pixel at lower left: DS9, matplotlib
+        ``origin='lower'``); the header says so with ``ROWORDER = 'BOTTOM-UP'``.
 
     Raises
     ------

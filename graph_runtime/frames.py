@@ -240,15 +240,28 @@ def _unit_of(ref: FrameRef):
 
 def _image_hdu_index(hdul) -> int:
     for i, h in enumerate(hdul):
-        if h.is_image and h.data is not None and h.header.get("NAXIS", 0) >= 2:
+        if h.is_image and h.header.get("NAXIS", 0) >= 2:
             return i
     raise ValueError("no image HDU")
 
 
 def _read_rows(path: str, y0: int, y1: int):
-    with fits.open(path, memmap=True, do_not_scale_image_data=False) as hdul:
+    """Rows y0:y1 of a FITS image as float32, scaled by BSCALE/BZERO (BLANK -> NaN).
+
+    Scaling is applied here because astropy refuses scaled sections of memory-mapped files.
+    """
+    with fits.open(path, memmap=True, do_not_scale_image_data=True) as hdul:
         i = _image_hdu_index(hdul)
-        data = np.array(hdul[i].section[..., y0:y1, :], dtype=np.float32)
+        h = hdul[i].header
+        raw = np.asarray(hdul[i].section[..., y0:y1, :])
+        data = raw.astype(np.float32)
+        if "BLANK" in h and np.issubdtype(raw.dtype, np.integer):
+            data[raw == h["BLANK"]] = np.nan
+        bscale, bzero = h.get("BSCALE", 1.0), h.get("BZERO", 0.0)
+        if bscale != 1.0:
+            data *= np.float32(bscale)
+        if bzero != 0.0:
+            data += np.float32(bzero)
         mask = None
         if "MASK" in hdul:
             mask = np.asarray(hdul["MASK"].section[..., y0:y1, :]).astype(bool)

@@ -177,13 +177,13 @@ def plan(doc: GraphDocument, registry: Registry, *, base_dir: str | os.PathLike 
                 raw[pname] = resolve_path_value(raw[pname], base_of[pname])
         try:
             p = cls.Params.model_validate(raw)
+            spec.params = p.model_dump(mode="json")
         except ValidationError as e:
             for err in e.errors():
                 loc = ".".join(str(x) for x in err["loc"]) or "params"
                 problems.append(Problem(spec.id, f"param '{loc}'",
                                         f"{err['msg']} (got {err.get('input')!r})"))
-            continue
-        spec.params = p.model_dump(mode="json")
+            p = None  # still planned, so its ports and edges are checked too
         planned[spec.id] = PlannedNode(spec, cls, p)
 
     # Edges: ports exist, types fit, one edge per input.

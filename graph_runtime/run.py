@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version as pkg_version
 from pathlib import Path
@@ -183,9 +184,12 @@ class Run:
         keys: dict[str, str] = {}
         t0 = time.perf_counter()
         try:
-            for pn in plan.nodes:
-                self.check_cancelled()
-                values[pn.spec.id], keys[pn.spec.id] = self._node(pn, values, keys, result)
+            with warnings.catch_warnings():
+                # Repairs are reported once, by the node that loads the files.
+                warnings.simplefilter("ignore", fitsio.HeaderRepairWarning)
+                for pn in plan.nodes:
+                    self.check_cancelled()
+                    values[pn.spec.id], keys[pn.spec.id] = self._node(pn, values, keys, result)
             result.outputs = values
         except Cancelled as e:
             result.status, result.error = "cancelled", str(e)
@@ -218,8 +222,7 @@ class Run:
         inputs = {port: values[src][sp] for port, (src, sp) in pn.inputs.items()}
         for port in cls.inputs:
             inputs.setdefault(port, None)
-        in_keys = {port: value_key(values[src][sp], keys[src], sp)
-                   for port, (src, sp) in pn.inputs.items()}
+        in_keys = {port: keys[src][sp] for port, (src, sp) in pn.inputs.items()}
         params_json = pn.params.model_dump(mode="json")
         try:
             fp = cls.fingerprint(pn.params, self.cache.hash_file)
@@ -230,11 +233,12 @@ class Run:
         use_cache = cls.cacheable and nid not in self.force
         if use_cache and self.cache.has(key):
             out = self.cache.get(key)
+            manifest = self.cache.manifest(key)
             self.cache.restore_files(key, self.dir)
-            self._write_artifact(nid, self.cache.manifest(key).get("diagnostics", {}))
+            self._write_artifact(nid, manifest.get("diagnostics", {}))
             result.cached.append(nid)
             self.emit("node_cached", node=nid, key=key)
-            return out, key
+            return out, manifest["port_keys"]
         self.emit("node_started", node=nid, key=key)
         t0 = time.perf_counter()
         try:
@@ -260,7 +264,7 @@ class Run:
         self._write_artifact(nid, diagnostics)
         result.executed.append(nid)
         self.emit("node_finished", node=nid, key=key, seconds=round(seconds, 3))
-        return out, key
+        return out, {port: value_key(v) for port, v in out.items()}
 
     def _per_frame(self, pn: PlannedNode, inputs, in_keys, fp, params_json, result):
         nid, cls, port = pn.spec.id, pn.cls, pn.cls.per_frame

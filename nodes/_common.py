@@ -1,7 +1,6 @@
 """Helpers shared by the built-in nodes: combine parameters, provenance, frame matching."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 import numpy as np
@@ -33,8 +32,8 @@ def provenance(ccd: CCDData, node_cls, params, note: str = "") -> CCDData:
     """Add a HISTORY card naming the node type, version and non-default params (in place)."""
     changed = {k: v for k, v in params.model_dump(mode="json").items()
                if v != type(params).model_fields[k].default and k != "path"}
-    text = f"starloom {node_cls.type_id} v{node_cls.version} {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%S}"
-    ccd.header.add_history(text)
+    # No timestamp: identical inputs must give identical outputs (content-addressed keys).
+    ccd.header.add_history(f"starloom {node_cls.type_id} v{node_cls.version}")
     if changed:
         ccd.header.add_history(f"  params {changed}"[:2000])
     if note:

@@ -65,13 +65,14 @@ class LoadFrames(Node):
 
     def run(self, ctx, params):
         refs = []
+        repairs: dict[str, list[str]] = {}  # one warning per kind of repair, not per file
         for path in self._files(params):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", fitsio.HeaderRepairWarning)
                 header = fitsio.read_header(path)
             for w in caught:
                 if issubclass(w.category, fitsio.HeaderRepairWarning):
-                    ctx.warn(str(w.message))
+                    repairs.setdefault(str(w.message).replace(f"{path}: ", ""), []).append(path)
             meta = fitsio.frame_metadata(header, path)
             updates = {}
             if params.frame_type != "header":
@@ -86,6 +87,8 @@ class LoadFrames(Node):
             name = os.path.basename(path).split(".")[0]
             refs.append(FrameRef(key=key, name=name, path=os.path.abspath(path),
                                  header_updates=updates, meta=meta))
+        for what, paths in repairs.items():
+            ctx.warn(f"{what} in {len(paths)} file(s), e.g. {paths[0]}")
         if not refs:
             raise StarloomError(f"no frames left in '{params.path}' after selecting "
                                 f"imagetyp={params.imagetyp!r}, where={params.where}")

@@ -26,7 +26,11 @@ PLEIADES = DATA / "platesolve" / "pleiades.jpg"
 
 
 def needs(path: Path):
-    return pytest.mark.skipif(not path.exists(), reason=f"real data {path} absent")
+    """Mark a test as using real data and skip it when ``path`` is absent."""
+    def mark(test):
+        skip = pytest.mark.skipif(not path.exists(), reason=f"real data {path} absent")
+        return pytest.mark.realdata(skip(test))
+    return mark
 
 
 def sha256(path) -> str:
@@ -86,9 +90,9 @@ def test_uint16_written_with_bzero_keeps_0_and_65535(tmp_path):
 
 
 def test_uint16_write_rounds_and_clips(tmp_path):
-    path = sf.write_frame(ccd(np.array([-5.0, 0.4, 1.6, 65535.4, 7e4, np.nan])), tmp_path / "c.fits",
-                          dtype="uint16")
-    np.testing.assert_array_equal(sf.read_frame(path).data, [0, 0, 2, 65535, 65535, 0])
+    data = np.array([[-5.0, 0.4, 1.6], [65535.4, 7e4, np.nan]])
+    path = sf.write_frame(ccd(data), tmp_path / "c.fits", dtype="uint16")
+    np.testing.assert_array_equal(sf.read_frame(path).data, [[0, 0, 2], [65535, 65535, 0]])
 
 
 @pytest.mark.parametrize("data_dtype, dtype, bitpix", [
@@ -104,9 +108,11 @@ def test_write_float_round_trip(tmp_path, data_dtype, dtype, bitpix):
     np.testing.assert_array_equal(back.data, data.astype(back.data.dtype))
 
 
-def test_write_rejects_unsupported_dtype(tmp_path):
+def test_write_rejects_unsupported_dtype_and_shape(tmp_path):
     with pytest.raises(sf.FrameWriteError, match="int8"):
         sf.write_frame(ccd(np.zeros((2, 2))), tmp_path / "x.fits", dtype="int8")
+    with pytest.raises(sf.FrameWriteError, match="shape"):
+        sf.write_frame(ccd(np.zeros(5)), tmp_path / "x.fits")
     assert issubclass(sf.FrameWriteError, StarloomError)
     assert list(tmp_path.iterdir()) == []
 
@@ -507,3 +513,14 @@ def test_input_file_copy_not_modified_by_any_read(tmp_path):
         sf.read_frame(path, header_updates={"IMAGETYP": "bias"})
         sf.read_image_any(path)
     assert Path(path).read_bytes() == Path(copy).read_bytes()
+
+
+def test_write_does_not_touch_caller_data(tmp_path):
+    data = np.array([[-3.0, 1.4, 7e4], [np.nan, 2.0, 5.5]], np.float32)
+    frame = ccd(data.copy(), uncertainty=StdDevUncertainty(np.ones((2, 3), np.float32)))
+    header_before = frame.header.copy()
+    for dtype in (None, "uint16", "float64"):
+        sf.write_frame(frame, tmp_path / f"{dtype}.fits", dtype=dtype, history=["x"])
+    np.testing.assert_array_equal(frame.data, data)
+    np.testing.assert_array_equal(frame.uncertainty.array, 1.0)
+    assert frame.header == header_before

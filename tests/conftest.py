@@ -1,0 +1,28 @@
+"""Shared fixtures: the real-data folder, a scratch cache, and a small graph runner."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared(*parts) -> Path:
+    """Path under ../shared/data, skipping the test when that data is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not present: {path}")
+    return path
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    # Never touch the user's real cache folder from tests.
+    monkeypatch.setenv("STARLOOM_CACHE", str(tmp_path / "default-cache"))
