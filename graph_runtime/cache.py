@@ -36,7 +36,7 @@ from astropy.table import Table
 from . import fits as fitsio
 from .frames import FrameRef, FrameSeries, sha256_json
 
-KEY_VERSION = 1
+KEY_VERSION = 2  # bumped whenever the entry layout changes: old entries are simply not found
 
 
 def default_cache_dir() -> Path:

@@ -1,11 +1,12 @@
 """Image stacking (combination) computed in horizontal bands.
 
 Only one band of rows of every frame is in memory at a time, so hundreds of frames can be stacked
-with bounded memory. Per band, the frame stack is sorted once along the frame axis; every
-rejection algorithm then reduces to shrinking, per pixel, a contiguous index range ``[lo, hi)`` of
-the sorted values (clipping by value always keeps a contiguous run of sorted values), so medians
-are index look-ups and means/standard deviations are masked sums. That is what makes it faster
-than ``ccdproc.combine``, which recomputes medians of masked arrays.
+with bounded memory. Each band is combined in small row chunks (about 2 MiB of stack) that stay in
+cache. A chunk is sorted once along the frame axis; every rejection algorithm then reduces to
+shrinking, per pixel, a contiguous index range ``[lo, hi)`` of the sorted values (clipping by
+value always keeps a contiguous run of sorted values), so medians are index look-ups and
+means/standard deviations are masked sums accumulated in float64. That is what makes it faster
+than ``ccdproc.combine``, which recomputes statistics of masked float arrays.
 
 Conventions
 -----------
@@ -48,7 +49,8 @@ class CombineResult:
     uncertainty : numpy.ndarray
         Standard deviation (ddof=0) of the contributing values divided by sqrt(``count``), as
         ``ccdproc.combine`` computes for ``average``; for ``method="sum"`` it is multiplied by
-        ``count`` (i.e. std * sqrt(count)), again as ccdproc does. Same dtype as ``data``.
+        ``count`` (i.e. std * sqrt(count)), again as ccdproc does. Same dtype as ``data``, same
+        units as the (scaled) input; NaN where ``mask`` is True.
     count : numpy.ndarray of int16
         Number of frames that contributed at each pixel.
     """
@@ -81,8 +83,10 @@ def band_height(n_frames: int, shape: tuple[int, ...], itemsize: int, band_bytes
 
     Notes
     -----
-    ``band_bytes`` bounds the raw stack of one band. The working set while combining is a small
-    multiple of it (the sorted copy plus a few temporaries of the same size, about 4x in total).
+    ``band_bytes`` bounds the buffer holding one band of all frames, which :func:`combine_bands`
+    allocates once. The statistics then work on row chunks of about 2 MiB, so the peak memory is
+    about ``band_bytes`` plus the output arrays (3 x the frame size in float32 plus int16 and bool
+    planes).
     """
     row_bytes = itemsize * int(np.prod(shape)) // shape[-2]
     rows = int(band_bytes) // max(1, n_frames * row_bytes)
@@ -131,8 +135,9 @@ def combine_bands(
           reject values below ``median - sigma_low * std`` or above
           ``median + sigma_high * std`` of the values still kept, repeat until nothing changes or
           ``maxiters`` rounds.
-        * ``"winsorized"``: winsorized sigma clipping as in Siril (``src/stacking/rejection_float.c``,
-          "Winsorized Sigma Clipping" in the Siril stacking docs) and PixInsight's
+        * ``"winsorized"``: winsorized sigma clipping as in Siril
+          (``src/stacking/rejection_float.c``; "Winsorized Sigma Clipping" in the Siril stacking
+          docs, https://siril.readthedocs.io/en/stable/preprocessing/stacking.html) and PixInsight's
           ImageIntegration: values are winsorized (clamped) to ``median +/- 1.5 sigma`` and sigma
           re-estimated as 1.134 x the (ddof=1) standard deviation of the winsorized values until
           it changes by at most 0.05 %; then values beyond ``sigma_low`` / ``sigma_high`` robust

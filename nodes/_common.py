@@ -21,10 +21,11 @@ class CombineParams(Params):
                                   "median, winsorized sigma clipping, or min/max extremes)")
     sigma_low: float = Field(3.0, gt=0, le=20, description="Lower clipping bound, in standard deviations")
     sigma_high: float = Field(3.0, gt=0, le=20, description="Upper clipping bound, in standard deviations")
+    maxiters: int = Field(5, ge=1, le=100, description="Clipping iterations (ccdproc.combine does 1)")
 
     def combine(self, series: FrameSeries, ctx=None, **kw) -> CCDData:
         return series.reduce(self.method, rejection=self.rejection, sigma_low=self.sigma_low,
-                             sigma_high=self.sigma_high,
+                             sigma_high=self.sigma_high, maxiters=self.maxiters,
                              progress=ctx.progress if ctx is not None else None, **kw)
 
 

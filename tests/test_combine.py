@@ -10,6 +10,7 @@ from astropy.nddata import CCDData
 from astropy.stats import sigma_clip
 
 import ccdproc
+from starloom.graph_runtime import combine as combine_module
 from starloom.graph_runtime.combine import band_height, combine_arrays, combine_bands
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -106,7 +107,7 @@ def test_matches_ccdproc_real_bias(method, rejection):
 
 @pytest.mark.parametrize("rejection", ["none", "sigma_clip", "winsorized", "minmax"])
 @pytest.mark.parametrize("method", ["average", "median"])
-def test_bands_equal_single_band(method, rejection):
+def test_bands_equal_single_band(method, rejection, monkeypatch):
     frames = _stack(seed=5, n=7, shape=(37, 16))
     frames[2][5, 3] = np.nan
     kw = dict(method=method, rejection=rejection, weights=np.arange(1.0, 8.0))
@@ -117,8 +118,12 @@ def test_bands_equal_single_band(method, rejection):
     banded = combine_arrays(frames, band_bytes=5 * one_row,
                             progress=lambda done, total: calls.append((done, total)), **kw)
     assert calls == [(min(y, 37), 37) for y in range(5, 41, 5)]
+    # statistics in 2-row chunks inside each band
+    monkeypatch.setattr(combine_module, "_CHUNK_BYTES", 2 * one_row)
+    chunked = combine_arrays(frames, **kw)
     for name in ("data", "mask", "uncertainty", "count"):
         np.testing.assert_array_equal(getattr(banded, name), getattr(whole, name))
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
 
 
 def test_planar_rgb_equals_per_plane():
@@ -158,11 +163,19 @@ def test_weights_match_np_average():
 
 
 def test_weights_follow_values_through_rejection():
-    frames = [np.full((4, 4), v) for v in (10.0, 20.0, 30.0, 40.0, 1000.0)]
+    # frame order differs from value order, so weights must be permuted with the sort
+    frames = [np.full((4, 4), v) for v in (40.0, 1000.0, 10.0, 30.0, 20.0)]
     res = combine_arrays(frames, rejection="minmax", nlow=1, nhigh=1,
-                         weights=[1, 1, 3, 1, 1], dtype=np.float64)
-    np.testing.assert_allclose(res.data, (20 + 90 + 40) / 5)
+                         weights=[1, 1, 1, 4, 1], dtype=np.float64)
+    np.testing.assert_allclose(res.data, (40 + 4 * 30 + 20) / 6)
     assert (res.count == 3).all()
+    # and on random data with sigma clipping, against numpy's masked weighted average
+    frames = _stack(seed=8, n=12)
+    weights = np.linspace(0.5, 2.0, 12)
+    res = combine_arrays(frames, rejection="sigma_clip", weights=weights, dtype=np.float64)
+    clipped = sigma_clip(np.array(frames), axis=0, maxiters=5, cenfunc="median", stdfunc="std")
+    np.testing.assert_allclose(res.data, np.ma.average(clipped, axis=0, weights=weights),
+                               rtol=1e-12)
 
 
 def test_scales_applied_before_combining():

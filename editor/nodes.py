@@ -1,0 +1,215 @@
+"""Ryven node classes generated from the Starloom node registry.
+
+Each registered node type becomes one ryvencore ``Node`` subclass (its ports named and ordered as
+the Starloom type declares them) with a ryvencore-qt ``NodeGUI`` subclass (title, colour, help
+text) and a small body widget showing the node's id, run state, progress, messages and a
+thumbnail of its latest image output. The classes carry no behaviour: nodes never run inside
+Ryven, the Starloom runtime runs the graph (see :mod:`starloom.editor.graph_editor`).
+"""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
+from ryvencore import Node, NodeInputType, NodeOutputType
+from ryvencore_qt import NodeGUI, NodeMainWidget
+
+CATEGORY_COLORS = {"io": "#3d7fd1", "simulate": "#8a8f98", "calibration": "#c98a1b",
+                   "registration": "#8559c9", "stacking": "#2f9e5c"}
+STATE_COLORS = {"pending": "#8a8f98", "running": "#2b6fd6", "cached": "#13857f",
+                "done": "#23883f", "failed": "#c62828", "cancelled": "#a05a00"}
+IMAGE_TYPES = ("Image", "FrameSeries")
+BODY_WIDTH = 176
+
+
+class _ClickableLabel(QLabel):
+    clicked = Signal()
+
+    def mousePressEvent(self, event):  # noqa: N802 (Qt naming)
+        self.clicked.emit()
+        event.accept()
+
+
+class NodeBody(NodeMainWidget, QWidget):
+    """The body of a node item: id, state line, progress bar, message and thumbnail."""
+
+    def __init__(self, params):
+        NodeMainWidget.__init__(self, params)
+        QWidget.__init__(self)
+        self.setAttribute(Qt.WA_TranslucentBackground)
+        self.setStyleSheet("QLabel { background: transparent; }")
+        self.setFixedWidth(BODY_WIDTH)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 0, 2, 2)
+        layout.setSpacing(2)
+        self.id_label = QLabel()
+        self.id_label.setStyleSheet("color: #59606a; font-size: 8pt;")
+        self.state_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setFixedHeight(10)
+        self.progress.setTextVisible(False)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #c62828; font-size: 8pt;")
+        self.thumb = _ClickableLabel()
+        self.thumb.setAlignment(Qt.AlignCenter)
+        self.thumb.setToolTip("Click to open the image viewer")
+        self.thumb.setCursor(Qt.PointingHandCursor)
+        self.thumb.clicked.connect(lambda: self.node_gui.view_output())
+        for w in (self.id_label, self.state_label, self.progress, self.message, self.thumb):
+            layout.addWidget(w)
+        for w in (self.state_label, self.progress, self.message, self.thumb):
+            w.hide()
+        self.state = None
+
+    def set_node_id(self, node_id: str):
+        self.id_label.setText(f"id: {node_id}")
+
+    def set_state(self, state: str | None, detail: str = "", done: int | None = None,
+                  total: int | None = None):
+        """Show a run state (pending, running, cached, done, failed, cancelled) or none."""
+        self.state = state
+        self.state_label.setVisible(state is not None)
+        if state is not None:
+            text = state + (f"  {detail}" if detail else "")
+            self.state_label.setText(f"<b style='color:{STATE_COLORS.get(state, '#333')}'>"
+                                     f"\u25cf</b> {html.escape(text)}")
+        show_bar = state == "running" and total is not None and total > 0
+        self.progress.setVisible(show_bar)
+        if show_bar:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done or 0)
+
+    def set_message(self, text: str):
+        """Show an error or refusal message on the node (empty text hides it)."""
+        self.message.setText(text)
+        self.message.setToolTip(text)
+        self.message.setVisible(bool(text))
+
+    def set_thumbnail(self, image: np.ndarray | None):
+        """Show an 8-bit image, ``(ny, nx)`` grey or ``(ny, nx, 3)`` RGB, top row first."""
+        if image is None:
+            self.thumb.clear()
+            self.thumb.hide()
+            return
+        image = np.ascontiguousarray(image)
+        h, w = image.shape[:2]
+        fmt = QImage.Format_RGB888 if image.ndim == 3 else QImage.Format_Grayscale8
+        qimg = QImage(image.data, w, h, image.strides[0], fmt).copy()
+        self.thumb.setPixmap(QPixmap.fromImage(qimg))
+        self.thumb.show()
+
+
+class StarloomNodeGUI(NodeGUI):
+    """GUI class shared by the generated nodes; subclassed per type for title, colour and help."""
+
+    main_widget_class = NodeBody
+    main_widget_pos = "below ports"
+    editor = None  # the GraphEditor, set when the session is built
+
+    def __init__(self, params):
+        super().__init__(params)
+        del self.actions["hide unconnected ports"]
+        self.actions["view output"] = {"method": self.view_output}
+
+    def initialized(self):
+        spec = getattr(self.node, "spec", None)
+        if spec is not None:
+            if spec.ui.label:
+                self.display_title = spec.ui.label
+            self.item.main_widget.set_node_id(spec.id)
+        for items, ports in ((self.item.inputs, self.node.starloom_inputs),
+                             (self.item.outputs, self.node.starloom_outputs)):
+            for item, (name, port) in zip(items, ports.items()):
+                opt = " (optional)" if getattr(port, "optional", False) else ""
+                item.label.setToolTip(f"{name}: {'/'.join(port.types)}{opt}\n{port.description}")
+
+    def set_display_title(self, t: str):
+        """Rename the node's label (the ``ui.label`` of its graph document entry)."""
+        super().set_display_title(t)
+        if self.editor is not None:
+            self.editor.set_label(self.node.spec.id, t)
+
+    def view_output(self):
+        """Open the image viewer on this node's latest image output."""
+        if self.editor is not None:
+            self.editor.view_output(self.node.spec.id)
+
+
+class _UnknownPort:
+    def __init__(self):
+        self.types, self.description, self.optional = ("?",), "unknown node type", True
+
+
+def ryven_node_class(node_cls=None, *, type_id: str | None = None, inputs=(), outputs=()):
+    """Make the ryvencore node class (with its GUI class) of one Starloom node type.
+
+    Parameters
+    ----------
+    node_cls : type[starloom.graph_runtime.node.Node], optional
+        The registered node type.
+    type_id, inputs, outputs : optional
+        For a type not in the registry (a missing plugin): the type id and the port names seen
+        in the graph's edges. The node is drawn in red and keeps its document entry unchanged.
+
+    Returns
+    -------
+    type[ryvencore.Node]
+        The class, with ``starloom_type`` (the node type or None), ``starloom_type_id``,
+        ``starloom_inputs``/``starloom_outputs`` and ``GUI`` attributes.
+    """
+    if node_cls is not None:
+        type_id, category = node_cls.type_id, node_cls.category or "other"
+        title = node_cls.title or type_id
+        ins, outs = dict(node_cls.inputs), dict(node_cls.outputs)
+        help_text = " ".join((node_cls.description or "").split())
+        color = CATEGORY_COLORS.get(category, "#5b6b7a")
+    else:
+        category, title = "unknown", f"Unknown: {type_id}"
+        ins = {p: _UnknownPort() for p in inputs}
+        outs = {p: _UnknownPort() for p in outputs}
+        help_text = "This node type is not installed; the node is kept as it is in the file."
+        color = "#c62828"
+
+    # A class statement (not type()) so that tools calling inspect.getsource keep working.
+    class StarloomRyvenNode(Node):
+        __doc__ = help_text
+
+        def load(self, data):
+            raise RuntimeError("Starloom nodes are loaded from Starloom graph files only")
+
+    StarloomRyvenNode.__name__ = StarloomRyvenNode.__qualname__ = type_id.replace(".", "_")
+    StarloomRyvenNode.title = title
+    StarloomRyvenNode.tags = [type_id, category] + type_id.replace("_", ".").split(".")
+    # The node list groups by the identifier's prefix: make it the category.
+    StarloomRyvenNode.identifier = f"{category}.{type_id.replace('.', ':')}"
+    StarloomRyvenNode.init_inputs = [NodeInputType(label=p) for p in ins]
+    StarloomRyvenNode.init_outputs = [NodeOutputType(label=p) for p in outs]
+    StarloomRyvenNode.starloom_type = node_cls
+    StarloomRyvenNode.starloom_type_id = type_id
+    StarloomRyvenNode.starloom_inputs = ins
+    StarloomRyvenNode.starloom_outputs = outs
+
+    def port_rows(ports):
+        return "".join(f"<li><b>{html.escape(n)}</b> <i>{'/'.join(p.types)}</i> "
+                       f"{html.escape(p.description)}</li>" for n, p in ports.items())
+
+    class GUI(StarloomNodeGUI):
+        pass
+
+    GUI.color = color
+    GUI.description_html = (
+        f"<b>{html.escape(title)}</b> <code>{html.escape(type_id)}</code>"
+        + (f" v{node_cls.version}" if node_cls else "") + f"<p>{html.escape(help_text)}</p>"
+        + (f"<p>Inputs:<ul>{port_rows(ins)}</ul></p>" if ins else "")
+        + (f"<p>Outputs:<ul>{port_rows(outs)}</ul></p>" if outs else ""))
+    StarloomRyvenNode.GUI = GUI
+    return StarloomRyvenNode
+
+
+def ryven_node_classes(registry) -> dict[str, type]:
+    """Ryven node classes of every type in ``registry``, by Starloom type id."""
+    return {cls.type_id: ryven_node_class(cls) for cls in registry}
