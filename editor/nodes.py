@@ -108,19 +108,17 @@ class StarloomNodeGUI(NodeGUI):
 
     main_widget_class = NodeBody
     main_widget_pos = "below ports"
-    editor = None  # the GraphEditor, set when the session is built
 
     def __init__(self, params):
         super().__init__(params)
         del self.actions["hide unconnected ports"]
         self.actions["view output"] = {"method": self.view_output}
+        self.editor = getattr(self.node.flow, "starloom_editor", None)
+        if self.node.spec.ui.label:
+            self.display_title = self.node.spec.ui.label
 
     def initialized(self):
-        spec = getattr(self.node, "spec", None)
-        if spec is not None:
-            if spec.ui.label:
-                self.display_title = spec.ui.label
-            self.item.main_widget.set_node_id(spec.id)
+        self.item.main_widget.set_node_id(self.node.spec.id)
         for items, ports in ((self.item.inputs, self.node.starloom_inputs),
                              (self.item.outputs, self.node.starloom_outputs)):
             for item, (name, port) in zip(items, ports.items()):

@@ -34,7 +34,7 @@ from astropy.nddata import CCDData
 from astropy.table import Table
 
 from . import fits as fitsio
-from .frames import FrameRef, FrameSeries, sha256_json
+from .frames import FrameRef, FrameSeries, as_header, sha256_json
 
 KEY_VERSION = 2  # bumped whenever the entry layout changes: old entries are simply not found
 
@@ -200,7 +200,7 @@ def value_key(value: Any) -> str | dict:
             if arr is not None:
                 h.update(str(arr.dtype).encode() + str(arr.shape).encode())
                 h.update(np.ascontiguousarray(arr).tobytes())
-        header = value.header.copy()
+        header = as_header(value.header).copy()
         header.remove("DATE", ignore_missing=True)
         h.update(header.tostring().encode())
         h.update(str(value.unit).encode())

@@ -27,6 +27,11 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def as_header(meta) -> fits.Header:
+    """A CCDData's meta as a FITS Header (CCDData made in code may carry a plain dict)."""
+    return meta if isinstance(meta, fits.Header) else fits.Header(dict(meta))
+
+
 @dataclass(frozen=True)
 class FrameRef:
     """One frame of a series.
@@ -85,9 +90,10 @@ class FrameSeries(Sequence):
         refs = []
         for ccd, name in zip(frames, names, strict=True):
             h = hashlib.sha256(np.ascontiguousarray(ccd.data).tobytes())
-            h.update(ccd.header.tostring().encode())
+            header = as_header(ccd.header)
+            h.update(header.tostring().encode())
             refs.append(FrameRef(key=h.hexdigest(), name=name, data=ccd,
-                                 meta=fitsio.frame_metadata(ccd.header)))
+                                 meta=fitsio.frame_metadata(header)))
         return cls(refs)
 
     def __len__(self) -> int:
@@ -217,7 +223,7 @@ class FrameSeries(Sequence):
                                 weights=weights, scales=scales, progress=progress, **kw)
             data, mask, unc = res.data, res.mask, res.uncertainty
         first = self.refs[0]
-        header = (first.data.header.copy() if first.data is not None
+        header = (as_header(first.data.header).copy() if first.data is not None
                   else fitsio.read_header(first.path))
         for k in list(header):
             if k.startswith(("BZERO", "BSCALE", "BLANK")):

@@ -74,6 +74,23 @@ def _coerce_cli(value: Any) -> Any:
     return value
 
 
+def _typed(kind: str, value: Any, cli_dir: Path) -> Any:
+    """A command-line value of a graph parameter, converted to its declared type."""
+    if not isinstance(value, str):
+        return value
+    if kind == "path":
+        return resolve_path_value(value, cli_dir)
+    if kind == "integer":
+        return int(value)
+    if kind == "number":
+        return float(value)
+    if kind == "boolean":
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(value)
+        return value.lower() in ("true", "1", "yes")
+    return value
+
+
 def plan(doc: GraphDocument, registry: Registry, *, base_dir: str | os.PathLike = ".",
          params: dict[str, Any] | None = None, sets: dict[str, Any] | None = None,
          cli_dir: str | os.PathLike | None = None, source: str = "graph") -> Plan:
@@ -126,13 +143,17 @@ def plan(doc: GraphDocument, registry: Registry, *, base_dir: str | os.PathLike 
                                     f"not defined by this graph (it has: {known})"))
     for name, gp in doc.parameters.items():
         if name in params:
-            value, base = _coerce_cli(params[name]), cli_dir
+            try:
+                value, base = _typed(gp.type, params[name], cli_dir), cli_dir
+            except ValueError:
+                problems.append(Problem(None, f"graph parameter '{name}'",
+                                        f"expected {'an' if gp.type[0] in 'aeiou' else 'a'} {gp.type}, got {params[name]!r}"))
+                continue
+            gp.default = value  # graph.json of the run records the value used
         elif gp.default is not None:
             value, base = gp.default, Path(base_dir)
         else:
             continue
-        if name in params and gp.default is not None:
-            gp.default = params[name]
         for bind in gp.binds:
             overrides[tuple(bind.split("."))] = (value, base)
     for target, value in (sets or {}).items():

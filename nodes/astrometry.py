@@ -80,17 +80,20 @@ class WCSFitError(StarloomError):
 # star detection
 
 
-def _adaptive_moments(img, x, y, fwhm0, valid_mask=None, niter=6):
-    """Per-star FWHM and eccentricity from Gaussian-weighted (adaptive) second moments.
+def _adaptive_moments(img, x, y, fwhm0, valid_mask=None, niter=8):
+    """Windowed centroids, FWHM and eccentricity from adaptive second moments.
 
-    The weight is an elliptical Gaussian iterated to match the star (Bernstein & Jarvis 2002,
-    AJ 123, 583); for a matched window the star covariance is twice the weighted covariance.
-    Vectorised over stars. Returns ``(fwhm_px, eccentricity)``, NaN where the moments fail.
+    The weight is an elliptical Gaussian iterated to match the star (adaptive moments,
+    Bernstein & Jarvis 2002, AJ 123, 583; the centroid update is SExtractor's windowed
+    position, Bertin & Arnouts 1996). For a matched window the star covariance is twice the
+    weighted covariance, so the result is exact for Gaussian stars. Vectorised over stars.
+
+    Returns ``(x, y, fwhm_px, eccentricity)``; NaN where the moments fail.
     """
     ny, nx = img.shape
     n = len(x)
     if n == 0:
-        return np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)
     s0 = max(fwhm0, 1.0) / 2.3548
     half = int(np.clip(np.ceil(3.0 * fwhm0), 5, 25))
     off = np.arange(-half, half + 1)
@@ -102,19 +105,25 @@ def _adaptive_moments(img, x, y, fwhm0, valid_mask=None, niter=6):
     if valid_mask is not None:
         inside &= valid_mask[Yc, Xc]
     cut = np.where(inside, img[Yc, Xc], 0.0)
-    dx, dy = X - x[:, None, None], Y - y[:, None, None]
+    cx, cy = np.asarray(x, dtype=float).copy(), np.asarray(y, dtype=float).copy()
     cxx, cyy, cxy = np.full(n, s0 ** 2), np.full(n, s0 ** 2), np.zeros(n)
     cmax = float(half) ** 2
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for _ in range(niter):
+            dx, dy = X - cx[:, None, None], Y - cy[:, None, None]
             det = cxx * cyy - cxy ** 2
             q = (cyy[:, None, None] * dx ** 2 + cxx[:, None, None] * dy ** 2
                  - 2 * cxy[:, None, None] * dx * dy) / det[:, None, None]
-            w = np.exp(-0.5 * q) * inside * cut
+            w = np.exp(-0.5 * q) * cut
             f = w.sum(axis=(1, 2))
-            mxx = (w * dx ** 2).sum(axis=(1, 2)) / f
-            myy = (w * dy ** 2).sum(axis=(1, 2)) / f
-            mxy = (w * dx * dy).sum(axis=(1, 2)) / f
+            mx = (w * dx).sum(axis=(1, 2)) / f
+            my = (w * dy).sum(axis=(1, 2)) / f
+            mxx = (w * dx ** 2).sum(axis=(1, 2)) / f - mx ** 2
+            myy = (w * dy ** 2).sum(axis=(1, 2)) / f - my ** 2
+            mxy = (w * dx * dy).sum(axis=(1, 2)) / f - mx * my
+            # windowed centroid step (factor 2: matched Gaussian window), bounded to the cutout
+            cx = np.clip(cx + 2 * np.nan_to_num(mx), xi - half / 2, xi + half / 2)
+            cy = np.clip(cy + 2 * np.nan_to_num(my), yi - half / 2, yi + half / 2)
             cxx, cyy = np.clip(2 * mxx, 0.01, cmax), np.clip(2 * myy, 0.01, cmax)
             cxy = np.clip(2 * mxy, -np.sqrt(cxx * cyy) * 0.99, np.sqrt(cxx * cyy) * 0.99)
         det = cxx * cyy - cxy ** 2
@@ -123,10 +132,10 @@ def _adaptive_moments(img, x, y, fwhm0, valid_mask=None, niter=6):
         lmax, lmin = tr / 2 + disc, tr / 2 - disc
         fwhm = 2.3548 * det ** 0.25
         ecc = np.sqrt(np.clip(1 - lmin / lmax, 0, 1))
-    bad = ~(f > 0) | ~np.isfinite(fwhm)
-    fwhm[bad] = np.nan
-    ecc[bad] = np.nan
-    return fwhm, ecc
+    bad = ~(f > 0) | ~np.isfinite(fwhm) | ~np.isfinite(cx) | ~np.isfinite(cy)
+    for a in (cx, cy, fwhm, ecc):
+        a[bad] = np.nan
+    return cx, cy, fwhm, ecc
 
 
 def _background(img, mask, box_size):
@@ -149,8 +158,8 @@ def _background(img, mask, box_size):
 def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=None,
                  max_stars: int | None = None, pixel_scale: float | None = None,
                  box_size: int | None = None, fwhm_range: tuple[float, float] | None = None,
-                 sharpness_range: tuple[float, float] = (0.2, 1.0),
-                 roundness_range: tuple[float, float] = (-1.0, 1.0),
+                 sharpness_range: tuple[float, float] = (0.15, 1.0),
+                 roundness_range: tuple[float, float] = (-1.5, 1.5),
                  saturation: float | None = None) -> tuple[Table, dict]:
     """Detect stars on a background-subtracted image and measure them.
 
@@ -159,8 +168,9 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
     on ``data - background`` with a per-pixel threshold of ``threshold_sigma * rms``.
     Single-pixel spikes (hot pixels, cosmic rays) are rejected twice: by DAOFIND's sharpness
     bounds (a spike has sharpness > 1) and by the measured FWHM (below ``fwhm_range[0]``),
-    which also removes 2-3 pixel hot clusters. Per-star FWHM and eccentricity come from
-    adaptive (Gaussian-weighted) second moments, exact for Gaussian stars.
+    which also removes 2-3 pixel hot clusters. Per-star FWHM, eccentricity and a windowed
+    centroid come from adaptive (Gaussian-weighted) second moments, exact for Gaussian stars.
+    Multiple DAOFIND peaks on one large (saturated) star are merged into the brightest.
 
     Parameters
     ----------
@@ -181,7 +191,9 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
     fwhm_range : (float, float), optional
         Accepted measured FWHM in pixels; default ``(max(0.8, 0.4*fwhm), 6*fwhm)``.
     sharpness_range, roundness_range : (float, float), optional
-        DAOFIND bounds (photutils defaults).
+        DAOFIND bounds. Wider than photutils' defaults (0.2..1, -1..1) so that saturated,
+        flat-topped stars (low sharpness, extreme roundness1) are kept; the upper sharpness
+        bound of 1 is what rejects single hot pixels.
     saturation : float, optional
         Pixel value (in ``data`` units) at or above which a star is flagged ``saturated``;
         default: the image maximum when at least 5 pixels sit at it (clipped stars), else none.
@@ -190,7 +202,8 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
     -------
     stars : astropy.table.Table
         One row per star, sorted by ``flux`` descending, columns: ``x``, ``y`` (0-based pixel
-        centroid, float64), ``flux`` (background-subtracted sum in the DAOFIND footprint, data
+        centroid, float64: the windowed centroid, or DAOFIND's when that did not converge
+        within 2 px), ``flux`` (background-subtracted sum in the DAOFIND footprint, data
         units), ``peak`` (peak above background), ``snr`` (flux over background noise in the
         footprint, background-limited), ``fwhm`` (px), ``eccentricity``, ``roundness``
         (DAOFIND roundness1), ``roundness2``, ``sharpness``, ``saturated`` (bool).
@@ -239,11 +252,16 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
         return empty, {"n_stars": 0, "n_rejected": 0, "median_fwhm_px": None,
                        "median_fwhm_arcsec": None, "median_eccentricity": None,
                        "background": float(np.median(bkg)), "background_rms": float(np.median(rms))}
-    x = np.asarray(found["x_centroid"], dtype=float)
-    y = np.asarray(found["y_centroid"], dtype=float)
-    fw, ecc = _adaptive_moments(sub, x, y, float(fwhm), valid_mask=~bad)
+    x_dao = np.asarray(found["x_centroid"], dtype=float)
+    y_dao = np.asarray(found["y_centroid"], dtype=float)
+    xw, yw, fw, ecc = _adaptive_moments(sub, x_dao, y_dao, float(fwhm), valid_mask=~bad)
+    # windowed centroid where it converged near the DAOFIND one (better on saturated stars)
+    moved = np.hypot(xw - x_dao, yw - y_dao)
+    use_w = np.isfinite(moved) & (moved < 2.0)
+    x, y = np.where(use_w, xw, x_dao), np.where(use_w, yw, y_dao)
     lo, hi = fwhm_range if fwhm_range is not None else (max(0.8, 0.4 * fwhm), 6.0 * fwhm)
     keep = np.isfinite(fw) & (fw >= lo) & (fw <= hi)
+    n_rejected = int(np.count_nonzero(~keep))
     xi = np.clip(np.rint(x).astype(int), 0, img.shape[1] - 1)
     yi = np.clip(np.rint(y).astype(int), 0, img.shape[0] - 1)
     npix = np.asarray(found["n_pixels"], dtype=float) if "n_pixels" in found.colnames else np.full(len(x), 25.0)
@@ -263,6 +281,18 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
         "saturated": local_max >= float(saturation),
     })[keep]
     stars.sort("flux", reverse=True)
+    # DAOFIND splits large (saturated, flat-topped) stars into several peaks: keep the brightest
+    # detection within max(fwhm, FWHM/2 of the brighter star)
+    if len(stars) > 1:
+        sx, sy, sf = (np.asarray(stars[c], dtype=float) for c in ("x", "y", "fwhm"))
+        alive = np.ones(len(stars), dtype=bool)
+        for i in range(len(stars)):
+            if alive[i]:
+                r = max(float(fwhm), 0.5 * sf[i])
+                near = np.hypot(sx[i + 1:] - sx[i], sy[i + 1:] - sy[i]) < r
+                alive[i + 1:][near] = False
+        n_rejected += int(np.count_nonzero(~alive))
+        stars = stars[alive]
     if max_stars is not None:
         stars = stars[: int(max_stars)]
     stars["x"].unit = stars["y"].unit = stars["fwhm"].unit = u.pix
@@ -270,7 +300,7 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
     med_fwhm = float(np.nanmedian(ref["fwhm"])) if len(ref) else None
     metrics = {
         "n_stars": len(stars),
-        "n_rejected": int(np.count_nonzero(~keep)),
+        "n_rejected": n_rejected,
         "median_fwhm_px": med_fwhm,
         "median_fwhm_arcsec": (med_fwhm * float(pixel_scale)) if (med_fwhm is not None and pixel_scale) else None,
         "median_eccentricity": float(np.nanmedian(ref["eccentricity"])) if len(ref) else None,

@@ -93,3 +93,11 @@ def test_set_overrides_param_and_is_validated():
     assert p.nodes[0].params.n_lights == 3
     assert _problems([n("sim", "simulate.session")], sets={"sim.n_lights": "many"})[0].startswith(
         "node 'sim', param 'n_lights'")
+
+
+def test_graph_parameter_values_are_typed():
+    params = {"seed": {"type": "integer", "binds": ["sim.seed"]}}
+    p = _plan([n("sim", "simulate.session")], parameters=params, params={"seed": "7"})
+    assert p.nodes[0].params.seed == 7 and p.document.parameters["seed"].default == 7
+    assert _problems([n("sim", "simulate.session")], parameters=params, params={"seed": "x"}) == [
+        "graph parameter 'seed': expected an integer, got 'x'"]
