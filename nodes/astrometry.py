@@ -534,6 +534,16 @@ def _scale_arcsec(value, units, nx):
     return None
 
 
+def _n_sip_terms(degree):
+    """SIP coefficients per axis for a polynomial degree (terms with 2 <= i + j <= degree)."""
+    return 0 if not degree or degree < 2 else (degree + 1) * (degree + 2) // 2 - 3
+
+
+def _min_pairs(degree):
+    """Matched stars needed to fit a TAN(-SIP) WCS: half the parameter count plus 3."""
+    return (6 + 2 * _n_sip_terms(degree)) // 2 + 3
+
+
 def _kill_group(proc):
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -743,7 +753,11 @@ def plate_solve(data_or_star_table, *, image_shape=None, ra_hint=None, dec_hint=
     max_stars : int, optional
         Brightest stars passed to the solver.
     tweak_order : int, optional
-        SIP polynomial order of astrometry.net's tweak (0 disables SIP).
+        SIP polynomial order of astrometry.net's tweak (0 disables SIP). When fewer stars are
+        matched than a SIP fit of that order supports (9 for order 2, see `refine_wcs`), the
+        matched pairs are refitted with ``fit_wcs_from_points`` at the highest supported degree
+        or as pure TAN: a SIP tweak from a handful of stars extrapolates by tens of arcsec at
+        the corners (measured on the Stargate frames, 8 matches).
     detect_kwargs : mapping, optional
         Passed to `detect_stars` when an image is given.
     odds_to_solve : float, optional
@@ -887,6 +901,21 @@ def plate_solve(data_or_star_table, *, image_shape=None, ra_hint=None, dec_hint=
                                 f"(min_matched={min_matched})")
                 continue
             attempts.append(f"{kind} ({len(indexes)} indexes): solved with {index} in {dt:.1f} s")
+            if wcs.sip is not None and len(matches) < _min_pairs(tweak_order):
+                # too few matches for the SIP tweak (it extrapolates wildly at the corners):
+                # refit the matched pairs with the highest SIP degree they support, else TAN
+                degree = max([d for d in range(2, int(tweak_order) + 1) if len(matches) >= _min_pairs(d)] or [0])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", (FITSFixedWarning, AstropyUserWarning))
+                    wcs = fit_wcs_from_points((np.asarray(matches["x"]), np.asarray(matches["y"])),
+                                              SkyCoord(matches["ra"] * u.deg, matches["dec"] * u.deg),
+                                              projection="TAN", sip_degree=degree or None)
+                wcs.pixel_shape = (nx, ny)
+                sky = wcs.pixel_to_world(np.asarray(matches["x"]), np.asarray(matches["y"]))
+                matches["sep_arcsec"] = sky.separation(SkyCoord(matches["ra"] * u.deg, matches["dec"] * u.deg)).arcsec
+                attempts.append(f"SIP order {tweak_order} needs >= {_min_pairs(tweak_order)} matches, got "
+                                f"{len(matches)}: refitted the matches as "
+                                + (f"TAN-SIP degree {degree}" if degree else "TAN"))
             scales = proj_plane_pixel_scales(wcs.celestial) * 3600.0
             center = wcs.pixel_to_world((nx - 1) / 2.0, (ny - 1) / 2.0)
             rms = float(np.sqrt(np.mean(matches["sep_arcsec"] ** 2))) if len(matches) else float("nan")
@@ -910,8 +939,6 @@ def plate_solve(data_or_star_table, *, image_shape=None, ra_hint=None, dec_hint=
 # WCS refinement against a catalogue
 
 
-def _n_sip_terms(degree):
-    return 0 if not degree else (degree + 1) * (degree + 2) // 2 - 3
 
 
 def refine_wcs(stars_table: Table, wcs: WCS, catalog: Table, *, match_radius_arcsec: float | None = None,
@@ -969,9 +996,8 @@ def refine_wcs(stars_table: Table, wcs: WCS, catalog: Table, *, match_radius_arc
         raise ParamError("stars_table", f"needs columns x, y (has {stars_table.colnames})")
     if not {"ra", "dec"} <= set(catalog.colnames):
         raise ParamError("catalog", f"needs columns ra, dec (has {catalog.colnames})")
-    degree = int(sip_degree) if sip_degree else 0
-    n_par = 6 + 2 * _n_sip_terms(degree)
-    need = int(min_matches) if min_matches is not None else n_par // 2 + 3
+    degree = int(sip_degree) if sip_degree and int(sip_degree) >= 2 else 0
+    need = int(min_matches) if min_matches is not None else _min_pairs(degree)
     x = np.asarray(stars_table["x"], dtype=float)
     y = np.asarray(stars_table["y"], dtype=float)
     cat = SkyCoord(np.asarray(catalog["ra"], dtype=float) * u.deg, np.asarray(catalog["dec"], dtype=float) * u.deg)
