@@ -43,3 +43,11 @@ class ParamError(StarloomError):
     def __init__(self, param: str, message: str):
         self.param = param
         super().__init__(f"parameter '{param}': {message}")
+
+
+class FrameRejected(StarloomError):
+    """Raised by a per-frame node to drop one frame from its output series, with the reason.
+
+    The rejection is recorded in the node's artifacts and cached like a result, so a re-run with
+    the same inputs and parameters does not retry the frame.
+    """

@@ -532,6 +532,11 @@ def write_frame(ccd, path, dtype=None, history=(), overwrite=True) -> Path:
     return path
 
 
+def is_picture(path) -> bool:
+    """Whether ``path`` names a JPEG, PNG or TIFF picture (read by Pillow) rather than FITS."""
+    return Path(path).suffix.lower() in _PILLOW_SUFFIXES
+
+
 def read_image_any(path) -> CCDData:
     """Read a FITS file with :func:`read_frame`, or a JPEG, PNG or TIFF file with Pillow.
 

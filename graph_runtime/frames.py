@@ -63,7 +63,21 @@ class FrameRef:
     def read(self) -> CCDData:
         if self.data is not None:
             return self.data
+        if fitsio.is_picture(self.path):
+            ccd = fitsio.read_image_any(self.path)
+            ccd.header.update(self.header_updates)
+            return ccd
         return fitsio.read_frame(self.path, header_updates=self.header_updates or None)
+
+    def header(self) -> fits.Header:
+        """The frame's header (with ``header_updates``), without reading FITS pixel data."""
+        if self.data is not None:
+            return as_header(self.data.header).copy()
+        if fitsio.is_picture(self.path):
+            return self.read().header
+        header = fitsio.read_header(self.path)
+        header.update(self.header_updates)
+        return header
 
     def to_json(self) -> dict:
         return {"key": self.key, "name": self.name, "path": self.path,
@@ -167,6 +181,8 @@ class FrameSeries(Sequence):
             if r.data is not None:
                 data = np.asarray(r.data.data, dtype=np.float32)[..., y0:y1, :]
                 mask = None if r.data.mask is None else r.data.mask[..., y0:y1, :]
+            elif fitsio.is_picture(r.path):
+                data, mask = r.read().data[..., y0:y1, :], None
             else:
                 data, mask = _read_rows(r.path, y0, y1)
             if transform is not None:
@@ -223,12 +239,10 @@ class FrameSeries(Sequence):
                                 weights=weights, scales=scales, progress=progress, **kw)
             data, mask, unc = res.data, res.mask, res.uncertainty
         first = self.refs[0]
-        header = (as_header(first.data.header).copy() if first.data is not None
-                  else fitsio.read_header(first.path))
+        header = first.header()
         for k in list(header):
             if k.startswith(("BZERO", "BSCALE", "BLANK")):
                 del header[k]
-        header.update(first.header_updates)
         header["NCOMBINE"] = (len(self), "number of frames combined")
         return CCDData(data, unit=_unit_of(first), mask=None if mask is None or not mask.any() else mask,
                        uncertainty=None if unc is None else StdDevUncertainty(unc), meta=header)
@@ -240,7 +254,7 @@ class FrameSeries(Sequence):
 def _unit_of(ref: FrameRef):
     if ref.data is not None:
         return ref.data.unit
-    unit = fitsio.read_header(ref.path).get("BUNIT")
+    unit = ref.header().get("BUNIT")
     return u.Unit(unit, parse_strict="silent") if unit else u.adu
 
 

@@ -23,7 +23,8 @@ def write_report(run_dir: Path) -> Path:
     if log.is_file():
         events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     nodes: dict[str, dict] = {n["id"]: {"type": n["type"], "state": "pending", "seconds": "",
-                                        "frames": 0, "cached_frames": 0, "message": ""}
+                                        "frames": 0, "cached_frames": 0, "message": "",
+                                        "rejected": 0}
                               for n in graph.get("nodes", [])}
     for ev in events:
         n = nodes.get(ev.get("node"))
@@ -42,12 +43,20 @@ def write_report(run_dir: Path) -> Path:
             n["frames"] += 1
         elif kind == "frame_cached":
             n["cached_frames"] += 1
+        elif kind == "frame_rejected":
+            n["rejected"] += 1
+            n["message"] = (n["message"] + "\n" if n["message"] else "") + \
+                f"rejected {ev.get('frame')}: {ev.get('message', '')}"
+        elif kind == "warning":
+            n["message"] = (n["message"] + "\n" if n["message"] else "") + "warning: " + ev.get("message", "")
     esc = html.escape
     rows = "".join(
         f"<tr class='{esc(n['state'])}'><td>{esc(nid)}</td><td>{esc(n['type'])}</td>"
         f"<td>{esc(n['state'])}</td><td>{n['seconds']}</td>"
-        f"<td>{n['frames']} computed / {n['cached_frames']} cached</td>"
-        f"<td>{esc(str(n['message']))}</td></tr>" for nid, n in nodes.items())
+        + (f"<td>{n['frames']} computed / {n['cached_frames']} cached"
+           + (f" / {n['rejected']} rejected" if n["rejected"] else "") + "</td>"
+           if n["frames"] or n["cached_frames"] else "<td></td>")
+        + f"<td class='msg'>{esc(str(n['message']))}</td></tr>" for nid, n in nodes.items())
     images = sorted(p for p in run_dir.glob("outputs/*.png")) + sorted(run_dir.glob("artifacts/**/*.png"))
     figs = "".join(
         f"<figure><img src='../{esc(p.relative_to(run_dir).as_posix())}'>"

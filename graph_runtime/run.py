@@ -31,7 +31,7 @@ from astropy.nddata import CCDData
 
 from . import fits as fitsio
 from .cache import Cache, node_key, value_key
-from .errors import NodeError, StarloomError
+from .errors import FrameRejected, NodeError, StarloomError
 from .executor import Executor, LocalExecutor
 from .frames import FrameRef, FrameSeries, sha256_json
 from .graph import GraphValidationError, Plan, PlannedNode
@@ -282,8 +282,9 @@ class Run:
                                   {port: ref.key, **shared_keys}, fp)
             if nid not in self.force and self.cache.has(fkey):
                 man = self.cache.manifest(fkey)
-                for p in out_ports:
-                    refs[p][i] = FrameRef.from_json(man["frames"][p])
+                if man.get("rejected") is None:
+                    for p in out_ports:
+                        refs[p][i] = FrameRef.from_json(man["frames"][p])
                 diagnostics[ref.name] = man.get("diagnostics", {})
                 result.frames_cached += 1
                 self.emit("frame_cached", node=nid, frame=ref.name)
@@ -298,6 +299,13 @@ class Run:
             try:
                 out = cls().run(ctx, pn.params, **{port: ref.read()}, **shared)
                 _check_outputs(pn, out, per_frame=True)
+            except FrameRejected as e:
+                ctx.diagnostics["rejected"] = str(e)
+                self.cache.put(fkey, {}, {"pre_image": fpre, "node": nid, "frame": ref.name,
+                                          "rejected": str(e), "diagnostics": ctx.diagnostics},
+                               remember=False)
+                self.emit("frame_rejected", node=nid, frame=ref.name, message=str(e))
+                return None, ctx.diagnostics, time.perf_counter() - t0
             except (Cancelled, NodeError):
                 raise
             except Exception as e:
@@ -319,13 +327,18 @@ class Run:
 
         for n_done, (j, (frames, diag, seconds)) in enumerate(self.executor.map(compute, todo), 1):
             i, ref = todo[j][0], todo[j][1]
-            for p in out_ports:
-                refs[p][i] = FrameRef.from_json(frames[p])
+            if frames is not None:
+                for p in out_ports:
+                    refs[p][i] = FrameRef.from_json(frames[p])
             diagnostics[ref.name] = diag
             result.frames_computed += 1
             self.emit("frame_computed", node=nid, frame=ref.name, seconds=round(seconds, 3))
             self.emit("progress", node=nid, done=n_done, total=len(todo), log=False)
-        return {p: FrameSeries(r) for p, r in refs.items()}, {"frames": diagnostics}
+        kept = {p: [r for r in rs if r is not None] for p, rs in refs.items()}
+        if series.refs and not any(kept.values()):
+            raise NodeError(nid, f"every frame was rejected (e.g. {series.refs[0].name}: "
+                                 f"{diagnostics[series.refs[0].name].get('rejected')})")
+        return {p: FrameSeries(r) for p, r in kept.items()}, {"frames": diagnostics}
 
     def _write_artifact(self, nid: str, diagnostics: dict):
         if diagnostics:

@@ -26,7 +26,8 @@ class LoadFrames(Node):
     title = "Load frames"
     category = "io"
     description = """
-    Read the FITS frames in folders, globs or a comma-separated list of them, without loading
+    Read the FITS frames (or JPEG/PNG/TIFF pictures, named explicitly or by ``pattern``) in
+    folders, globs or a comma-separated list of them, without loading
     pixels: the output is a lazy FrameSeries. Frames can be selected by header values as
     ccdproc's ImageFileCollection does (``where``), and their frame type (IMAGETYP) taken from the
     header, inferred from folder and file names when the header lacks it, or set by the user.
@@ -69,7 +70,8 @@ class LoadFrames(Node):
         for path in self._files(params):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", fitsio.HeaderRepairWarning)
-                header = fitsio.read_header(path)
+                header = (fitsio.read_image_any(path).header if fitsio.is_picture(path)
+                          else fitsio.read_header(path))
             for w in caught:
                 if issubclass(w.category, fitsio.HeaderRepairWarning):
                     repairs.setdefault(str(w.message).replace(f"{path}: ", ""), []).append(path)

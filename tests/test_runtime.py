@@ -195,3 +195,24 @@ def test_cache_entries_are_complete_and_inspectable(session_dir, tmp_path):
     assert len(pre["inputs"]["frames"]["series"]) == 5
     assert stack["libraries"]["numpy"] == np.__version__
     assert cache.clear() == info["entries"] and cache.info()["entries"] == 0
+
+
+def test_per_frame_node_can_reject_frames(session_dir, tmp_path, monkeypatch):
+    from starloom.graph_runtime.errors import FrameRejected
+    original = StarAlign.run
+
+    def picky(self, ctx, params, **kw):
+        if ctx.frame == "light_003":
+            raise FrameRejected("too few stars")
+        return original(self, ctx, params, **kw)
+
+    monkeypatch.setattr(StarAlign, "run", picky)
+    cache = Cache(tmp_path / "cache")
+    r1 = run(pipeline(session_dir), tmp_path / "r1", cache)
+    assert r1.status == "ok", r1.error
+    assert fitsio.read_frame(tmp_path / "r1/outputs/stack.fits").header["NCOMBINE"] == 4
+    reg = json.loads((tmp_path / "r1/artifacts/register.json").read_text())
+    assert reg["frames"]["light_003"]["rejected"] == "too few stars"
+    assert "rejected light_003: too few stars" in (tmp_path / "r1/artifacts/report.html").read_text()
+    r2 = run(pipeline(session_dir), tmp_path / "r2", Cache(tmp_path / "cache"))
+    assert r2.executed == [] and r2.frames_computed == 0  # the rejection is cached too
