@@ -40,7 +40,7 @@ import numpy as np
 from astropy import units as u
 from astropy.coordinates import Angle, SkyCoord
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import Table, vstack
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import fit_wcs_from_points, proj_plane_pixel_scales
@@ -155,12 +155,42 @@ def _background(img, mask, box_size):
         return np.full(img.shape, med), np.full(img.shape, std)
 
 
+def _dao_measure(sub, thr, bad, fwhm, sharpness_range, roundness_range, max_move):
+    """One DAOStarFinder pass plus adaptive-moment measurements; returns a Table."""
+    from photutils.detection import DAOStarFinder
+
+    finder = DAOStarFinder(threshold=thr, fwhm=float(fwhm), exclude_border=True,
+                           sharpness_range=tuple(sharpness_range), roundness_range=tuple(roundness_range))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        found = finder(sub, mask=bad if bad.any() else None)
+    cols = ("x", "y", "flux", "peak", "npix", "fwhm", "eccentricity", "roundness", "roundness2", "sharpness")
+    if found is None or len(found) == 0:
+        return Table({c: np.zeros(0) for c in cols})
+    x_dao = np.asarray(found["x_centroid"], dtype=float)
+    y_dao = np.asarray(found["y_centroid"], dtype=float)
+    xw, yw, fw, ecc = _adaptive_moments(sub, x_dao, y_dao, float(fwhm), valid_mask=~bad)
+    # windowed centroid where it converged near the DAOFIND one (better on saturated stars)
+    moved = np.hypot(xw - x_dao, yw - y_dao)
+    use_w = np.isfinite(moved) & (moved < max_move)
+    npix = (np.asarray(found["n_pixels"], dtype=float) if "n_pixels" in found.colnames
+            else np.full(len(x_dao), np.pi * fwhm ** 2))
+    return Table({
+        "x": np.where(use_w, xw, x_dao), "y": np.where(use_w, yw, y_dao),
+        "flux": np.asarray(found["flux"], dtype=float), "peak": np.asarray(found["peak"], dtype=float),
+        "npix": npix, "fwhm": fw, "eccentricity": ecc,
+        "roundness": np.asarray(found["roundness1"], dtype=float),
+        "roundness2": np.asarray(found["roundness2"], dtype=float),
+        "sharpness": np.asarray(found["sharpness"], dtype=float),
+    })
+
+
 def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=None,
                  max_stars: int | None = None, pixel_scale: float | None = None,
                  box_size: int | None = None, fwhm_range: tuple[float, float] | None = None,
                  sharpness_range: tuple[float, float] = (0.15, 1.0),
                  roundness_range: tuple[float, float] = (-1.5, 1.5),
-                 saturation: float | None = None) -> tuple[Table, dict]:
+                 saturation: float | None = None, large_stars: bool = True) -> tuple[Table, dict]:
     """Detect stars on a background-subtracted image and measure them.
 
     The background and its rms are estimated with photutils ``Background2D`` (median in boxes,
@@ -170,7 +200,8 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
     bounds (a spike has sharpness > 1) and by the measured FWHM (below ``fwhm_range[0]``),
     which also removes 2-3 pixel hot clusters. Per-star FWHM, eccentricity and a windowed
     centroid come from adaptive (Gaussian-weighted) second moments, exact for Gaussian stars.
-    Multiple DAOFIND peaks on one large (saturated) star are merged into the brightest.
+    Multiple DAOFIND peaks on one large (saturated) star are merged into the brightest, and big
+    stars are centred by a second, wider-kernel pass (``large_stars``).
 
     Parameters
     ----------
@@ -197,6 +228,10 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
     saturation : float, optional
         Pixel value (in ``data`` units) at or above which a star is flagged ``saturated``;
         default: the image maximum when at least 5 pixels sit at it (clipped stars), else none.
+    large_stars : bool, optional
+        Run a second DAOFIND pass with a 3x wider kernel and take the centres of stars measured
+        wider than 2x ``fwhm`` from it (bright, saturated or haloed stars, on which the first
+        pass finds off-centre peaks); first-pass detections inside them are dropped.
 
     Returns
     -------
@@ -208,7 +243,8 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
         footprint, background-limited), ``fwhm`` (px), ``eccentricity``, ``roundness``
         (DAOFIND roundness1), ``roundness2``, ``sharpness``, ``saturated`` (bool).
     metrics : dict
-        ``n_stars``, ``n_rejected`` (by the FWHM bounds), ``median_fwhm_px``,
+        ``n_stars``, ``n_rejected`` (DAOFIND peaks dropped by the FWHM bounds or merged),
+        ``median_fwhm_px``,
         ``median_fwhm_arcsec`` (None without ``pixel_scale``), ``median_eccentricity``,
         ``background``, ``background_rms`` (medians of the maps). Medians use the
         non-saturated stars when there are at least 3.
@@ -218,8 +254,6 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
     ParamError
         ``data`` is not 2-D or a parameter is out of range.
     """
-    from photutils.detection import DAOStarFinder
-
     img = np.asarray(data, dtype=np.float64)
     if img.ndim != 2:
         raise ParamError("data", f"expected a 2-D image, got shape {img.shape}")
@@ -240,33 +274,46 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
     sub = work - bkg
     rms = np.where(rms > 0, rms, np.nanmedian(rms[rms > 0]) if (rms > 0).any() else 1.0)
 
-    finder = DAOStarFinder(threshold=threshold_sigma * rms, fwhm=float(fwhm), exclude_border=True,
-                           sharpness_range=tuple(sharpness_range), roundness_range=tuple(roundness_range))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        found = finder(sub, mask=bad if bad.any() else None)
+    thr = threshold_sigma * rms
+    lo, hi = fwhm_range if fwhm_range is not None else (max(0.8, 0.4 * fwhm), 6.0 * fwhm)
+    stars = _dao_measure(sub, thr, bad, float(fwhm), sharpness_range, roundness_range, 2.0)
+    n_found = len(stars)
+    stars = stars[np.isfinite(stars["fwhm"]) & (stars["fwhm"] >= lo) & (stars["fwhm"] <= hi)]
+    if large_stars:
+        # second DAOFIND pass with a 3x wider kernel: centres of big (saturated, haloed) stars,
+        # on which the first pass finds off-centre peaks or nothing
+        big = _dao_measure(sub, thr, bad, 3.0 * fwhm, (0.0, 1.0), (-2.0, 2.0), float(fwhm))
+        big = big[np.isfinite(big["fwhm"]) & (big["fwhm"] >= 2.0 * fwhm) & (big["fwhm"] <= 20.0 * fwhm)]
+        n_found += len(big)
+        if len(big) and len(stars):
+            d = np.hypot(np.asarray(stars["x"])[:, None] - np.asarray(big["x"])[None],
+                         np.asarray(stars["y"])[:, None] - np.asarray(big["y"])[None])
+            covered = (d < np.maximum(np.asarray(big["fwhm"]), 2.0 * fwhm)[None]).any(axis=1)
+            stars = stars[~covered]
+        if len(big):
+            stars = vstack([stars, big]) if len(stars) else big
     names = ("x", "y", "flux", "peak", "snr", "fwhm", "eccentricity", "roundness", "roundness2",
              "sharpness", "saturated")
-    if found is None or len(found) == 0:
+    if len(stars) == 0:
         empty = Table({n: np.zeros(0, dtype=bool if n == "saturated" else float) for n in names})
-        return empty, {"n_stars": 0, "n_rejected": 0, "median_fwhm_px": None,
+        return empty, {"n_stars": 0, "n_rejected": n_found, "median_fwhm_px": None,
                        "median_fwhm_arcsec": None, "median_eccentricity": None,
                        "background": float(np.median(bkg)), "background_rms": float(np.median(rms))}
-    x_dao = np.asarray(found["x_centroid"], dtype=float)
-    y_dao = np.asarray(found["y_centroid"], dtype=float)
-    xw, yw, fw, ecc = _adaptive_moments(sub, x_dao, y_dao, float(fwhm), valid_mask=~bad)
-    # windowed centroid where it converged near the DAOFIND one (better on saturated stars)
-    moved = np.hypot(xw - x_dao, yw - y_dao)
-    use_w = np.isfinite(moved) & (moved < 2.0)
-    x, y = np.where(use_w, xw, x_dao), np.where(use_w, yw, y_dao)
-    lo, hi = fwhm_range if fwhm_range is not None else (max(0.8, 0.4 * fwhm), 6.0 * fwhm)
-    keep = np.isfinite(fw) & (fw >= lo) & (fw <= hi)
-    n_rejected = int(np.count_nonzero(~keep))
-    xi = np.clip(np.rint(x).astype(int), 0, img.shape[1] - 1)
-    yi = np.clip(np.rint(y).astype(int), 0, img.shape[0] - 1)
-    npix = np.asarray(found["n_pixels"], dtype=float) if "n_pixels" in found.colnames else np.full(len(x), 25.0)
-    flux = np.asarray(found["flux"], dtype=float)
-    snr = flux / (rms[yi, xi] * np.sqrt(np.maximum(npix, 1.0)))
+    stars.sort("flux", reverse=True)
+    # DAOFIND splits large (saturated, flat-topped) stars into several peaks: keep the brightest
+    # detection within max(fwhm, FWHM/2 of the brighter star)
+    sx, sy, sf = (np.asarray(stars[c], dtype=float) for c in ("x", "y", "fwhm"))
+    alive = np.ones(len(stars), dtype=bool)
+    for i in range(len(stars)):
+        if alive[i]:
+            r = max(float(fwhm), 0.5 * sf[i])
+            near = np.hypot(sx[i + 1:] - sx[i], sy[i + 1:] - sy[i]) < r
+            alive[i + 1:][near] = False
+    stars = stars[alive]
+    n_rejected = n_found - len(stars)
+    xi = np.clip(np.rint(np.asarray(stars["x"])).astype(int), 0, img.shape[1] - 1)
+    yi = np.clip(np.rint(np.asarray(stars["y"])).astype(int), 0, img.shape[0] - 1)
+    snr = np.asarray(stars["flux"]) / (rms[yi, xi] * np.sqrt(np.maximum(np.asarray(stars["npix"]), 1.0)))
     if saturation is None:
         top = np.nanmax(work)
         saturation = top if np.count_nonzero(work >= top) >= 5 else np.inf
@@ -274,25 +321,11 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
 
     local_max = maximum_filter(work, size=3)[yi, xi]
     stars = Table({
-        "x": x, "y": y, "flux": flux, "peak": np.asarray(found["peak"], dtype=float), "snr": snr,
-        "fwhm": fw, "eccentricity": ecc, "roundness": np.asarray(found["roundness1"], dtype=float),
-        "roundness2": np.asarray(found["roundness2"], dtype=float),
-        "sharpness": np.asarray(found["sharpness"], dtype=float),
+        "x": stars["x"], "y": stars["y"], "flux": stars["flux"], "peak": stars["peak"], "snr": snr,
+        "fwhm": stars["fwhm"], "eccentricity": stars["eccentricity"], "roundness": stars["roundness"],
+        "roundness2": stars["roundness2"], "sharpness": stars["sharpness"],
         "saturated": local_max >= float(saturation),
-    })[keep]
-    stars.sort("flux", reverse=True)
-    # DAOFIND splits large (saturated, flat-topped) stars into several peaks: keep the brightest
-    # detection within max(fwhm, FWHM/2 of the brighter star)
-    if len(stars) > 1:
-        sx, sy, sf = (np.asarray(stars[c], dtype=float) for c in ("x", "y", "fwhm"))
-        alive = np.ones(len(stars), dtype=bool)
-        for i in range(len(stars)):
-            if alive[i]:
-                r = max(float(fwhm), 0.5 * sf[i])
-                near = np.hypot(sx[i + 1:] - sx[i], sy[i + 1:] - sy[i]) < r
-                alive[i + 1:][near] = False
-        n_rejected += int(np.count_nonzero(~alive))
-        stars = stars[alive]
+    })
     if max_stars is not None:
         stars = stars[: int(max_stars)]
     stars["x"].unit = stars["y"].unit = stars["fwhm"].unit = u.pix
@@ -930,7 +963,8 @@ def plate_solve(data_or_star_table, *, image_shape=None, ra_hint=None, dec_hint=
     hint = (f"hint RA {ra_hint:.4f}, Dec {dec_hint:.4f} deg" if ra_hint is not None else "no position hint (blind)")
     scale_txt = (f"scale {s_lo:.3g}-{s_hi:.3g} arcsec/px" if s_lo else "no scale hint")
     raise PlateSolveError(
-        f"plate solve failed within the time bound of {float(timeout_s):g} s ({len(x)} stars, "
+        f"no plate solution within the time bound of {float(timeout_s):g} s (used "
+        f"{time.monotonic() - t_start:.1f} s; {len(x)} stars, "
         f"{nx}x{ny} px, {hint}, {scale_txt}). Tried: " + "; ".join(attempts)
         + ". Give a position hint (RA/Dec) and pixel scale, raise timeout_s, or check the star list.")
 
@@ -1329,7 +1363,7 @@ def plot_annotated(path, data, wcs: WCS, stars: Table | None = None, catalog: Ta
     wcs : astropy.wcs.WCS
         Celestial WCS of ``data``.
     stars : astropy.table.Table, optional
-        Detected stars (``x``, ``y`` 0-based; ``fwhm`` sets the circle size): green circles.
+        Detected stars (``x``, ``y`` 0-based): green circles of radius 1.5 FWHM (3..30 px).
     catalog : astropy.table.Table, optional
         Catalogue stars (``ra``, ``dec``, optional ``mag``): red crosses, the brightest
         ``max_catalog`` inside the image.
@@ -1361,11 +1395,16 @@ def plot_annotated(path, data, wcs: WCS, stars: Table | None = None, catalog: Ta
     ax.coords[1].set_axislabel("Dec")
     handles = []
     if stars is not None and len(stars):
+        from matplotlib.collections import PatchCollection
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Circle
+
         size = np.asarray(stars["fwhm"], dtype=float) if "fwhm" in stars.colnames else np.full(len(stars), 3.0)
-        size = np.where(np.isfinite(size), size, 3.0)
-        h = ax.scatter(stars["x"], stars["y"], s=(2.5 * size * 72.0 / dpi * 3) ** 2 / 4, facecolors="none",
-                       edgecolors="lime", linewidths=0.8, label=f"detected ({len(stars)})")
-        handles.append(h)
+        radius = np.clip(np.where(np.isfinite(size), 1.5 * size, 4.5), 3.0, 30.0)
+        circles = [Circle((float(a), float(b)), float(r)) for a, b, r in zip(stars["x"], stars["y"], radius)]
+        ax.add_collection(PatchCollection(circles, facecolors="none", edgecolors="lime", linewidths=0.8))
+        handles.append(Line2D([], [], marker="o", ls="none", mfc="none", mec="lime",
+                              label=f"detected ({len(stars)})"))
     if catalog is not None and len(catalog):
         sky = SkyCoord(np.asarray(catalog["ra"]) * u.deg, np.asarray(catalog["dec"]) * u.deg)
         px, py = wcs.world_to_pixel(sky)
@@ -1423,7 +1462,7 @@ def plot_residuals(path, residual_table: Table, *, image_shape=None, title: str 
     ref = float(np.nanmedian(length)) if len(length) and np.nanmedian(length) > 0 else 1.0
     gain = 0.08 * max(nx, ny) / ref  # median arrow = 8 % of the image size
     q = ax.quiver(x, y, dx * gain, dy * gain, tot, angles="xy", scale_units="xy", scale=1, cmap="viridis", width=0.004)
-    ax.quiverkey(q, 0.85, 1.03, ref * gain, f"{ref:.2f} px", labelpos="W", coordinates="axes")
+    ax.quiverkey(q, 0.80, -0.16, ref * gain, f"{ref:.2f} px (median)", labelpos="W", coordinates="axes")
     fig.colorbar(q, ax=ax, label="residual (arcsec)")
     ax.set_xlim(-0.5, nx - 0.5)
     ax.set_ylim(-0.5, ny - 0.5)

@@ -82,10 +82,10 @@ def default_cache_dir() -> Path:
     Returns
     -------
     pathlib.Path
-        ``$STARLOOM_CACHE_DIR/astrometry`` when that variable is set, else the platform user
-        cache directory (``platformdirs.user_cache_dir("starloom")``) + ``/astrometry``.
+        ``$STARLOOM_CACHE/astrometry`` when that variable is set (the same variable as the
+        graph runtime's cache), else ``platformdirs.user_cache_dir("starloom")/astrometry``.
     """
-    base = os.environ.get("STARLOOM_CACHE_DIR")
+    base = os.environ.get("STARLOOM_CACHE")
     if not base:
         import platformdirs
 

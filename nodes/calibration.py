@@ -138,31 +138,39 @@ class MasterFlat(Node):
         _check_type(ctx, frames, "flat")
         stat = np.nanmedian if params.normalize == "median" else np.nanmean
         masters, names, info = [], [], []
+        zero = np.zeros(frames.shape, np.float32)
+        bias_data = bias.data.astype(np.float32) if bias is not None else zero
+        dark_cache: dict[int, np.ndarray] = {}
         for (filt,), sub in frames.group_by(("FILTER",)).items():
-            offsets = []  # per-frame frame to subtract (bias + scaled dark), then 1/level
-            levels = []
+            # Per flat: which master dark, its exposure ratio, and the flat's level after
+            # subtraction; the transform then calibrates each band as it is read.
+            darks_used, ratios, levels = [], [], []
             for ref in sub.refs:
-                off = np.zeros(sub.shape, np.float32)
-                if bias is not None:
-                    off += bias.data
+                j, ratio = None, 0.0
                 if darks is not None and len(darks):
-                    dark = darks[pick_by_exposure(darks, ref.meta.get("EXPTIME"))]
-                    t_dark, t_flat = dark.header.get("EXPTIME"), ref.meta.get("EXPTIME")
-                    off += dark.data * (t_flat / t_dark if t_dark and t_flat else 1.0)
-                offsets.append(off)
+                    j = pick_by_exposure(darks, ref.meta.get("EXPTIME"))
+                    if j not in dark_cache:
+                        dark_cache[j] = darks[j].data.astype(np.float32)
+                    t_dark, t_flat = darks.refs[j].meta.get("EXPTIME"), ref.meta.get("EXPTIME")
+                    ratio = t_flat / t_dark if t_dark and t_flat else 1.0
                 frame = ref.read()
-                if frame.shape != off.shape:
+                if frame.shape != bias_data.shape:
                     raise StarloomError(f"flat frame '{ref.name}' has shape {frame.shape}, "
-                                        f"master bias/dark {off.shape}")
-                level = float(stat(frame.data - off))
+                                        f"master bias/dark {bias_data.shape}")
+                dark = dark_cache[j] if j is not None else zero
+                level = float(stat(frame.data - bias_data - ratio * dark))
                 if not level > 0:
                     raise StarloomError(f"flat frame '{ref.name}' has non-positive level {level:g} "
                                         f"after bias/dark subtraction")
+                darks_used.append(dark)
+                ratios.append(ratio)
                 levels.append(level)
-            offs = np.stack(offsets) if len({id(o) for o in offsets}) else None
-            inv = 1.0 / np.asarray(levels, np.float32)
-            master = params.combine(
-                sub, ctx, transform=lambda i, y0, y1, d: (d - offs[i][..., y0:y1, :]) * inv[i])
+
+            def calibrate(i, y0, y1, d, darks_used=darks_used, ratios=ratios, levels=levels):
+                rows = slice(y0, y1)
+                return (d - bias_data[..., rows, :] - ratios[i] * darks_used[i][..., rows, :]) / levels[i]
+
+            master = params.combine(sub, ctx, transform=calibrate)
             norm = float(stat(master.data))
             master.data = master.data / norm
             if master.uncertainty is not None:
