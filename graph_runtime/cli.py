@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -130,11 +131,11 @@ def cmd_node(args) -> int:
     cls = default_registry().get(args.type)
     print(f"{cls.type_id} (version {cls.version}): {cls.title}\n")
     if cls.description:
-        print(cls.description.strip() + "\n")
+        print(inspect.cleandoc(cls.description) + "\n")
     if cls.per_frame:
         print(f"Maps over the frames of input '{cls.per_frame}', caching each frame.\n")
     for label, ports in (("Inputs", cls.inputs), ("Outputs", cls.outputs)):
-        print(label + ":")
+        print(label + ":" + ("" if ports else " none"))
         for name, port in ports.items():
             opt = " (optional)" if port.optional else ""
             print(f"  {name:<16} {'/'.join(port.types):<22}{opt} {port.description}")
@@ -147,7 +148,8 @@ def cmd_node(args) -> int:
         bounds = "".join(f" {k}={prop[k]}" for k in ("minimum", "exclusiveMinimum", "maximum",
                                                     "exclusiveMaximum") if k in prop)
         extra = f" one of {choices}" if choices else ""
-        print(f"  {name:<20} default {json.dumps(field.default, default=str)}{unit}{bounds}{extra}"
+        default = json.dumps(field.get_default(call_default_factory=True), default=str)
+        print(f"  {name:<20} default {default}{unit}{bounds}{extra}"
               f"\n      {field.description or ''}")
     return 0
 

@@ -85,8 +85,8 @@ def Quantity(unit: str, **field_kw):
     """
     unit_obj = u.Unit(unit)
     extra = field_kw.pop("json_schema_extra", {}) | {"unit": unit_obj.to_string()}
-    return Annotated[float, BeforeValidator(_to_unit(unit_obj)),
-                     Field(json_schema_extra=extra, **field_kw)]
+    return Annotated[float, Field(json_schema_extra=extra, **field_kw),
+                     BeforeValidator(_to_unit(unit_obj))]
 
 
 def is_path_field(params_cls: type[BaseModel], name: str) -> bool:

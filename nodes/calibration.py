@@ -17,7 +17,7 @@ from pydantic import Field
 
 from starloom.graph_runtime.errors import StarloomError
 from starloom.graph_runtime.frames import FrameSeries
-from starloom.graph_runtime.node import Node, Port
+from starloom.graph_runtime.node import Node, Port, Quantity
 
 from ._common import CombineParams, pick_by_exposure, pick_by_filter, provenance
 
@@ -76,8 +76,7 @@ class MasterDark(Node):
     """
 
     class Params(CombineParams):
-        exposure_tolerance: float = Field(0.5, ge=0, description="Exposures closer than this, in s, are grouped together",
-                                          json_schema_extra={"unit": "s"})
+        exposure_tolerance: Quantity("s", ge=0, description="Exposures closer than this are grouped together") = 0.5
 
     inputs = {"frames": Port("FrameSeries", "dark frames"),
               "bias": Port("Image", "master bias", optional=True)}

@@ -334,6 +334,7 @@ from pydantic import Field as _Field  # noqa: E402
 
 from starloom.graph_runtime.frames import FrameSeries as _FrameSeries  # noqa: E402
 from starloom.graph_runtime.node import Node as _Node, Params as _Params, Port as _Port  # noqa: E402
+from starloom.graph_runtime.node import Quantity as _Quantity  # noqa: E402
 
 
 class SimulateSession(_Node):
@@ -355,16 +356,16 @@ class SimulateSession(_Node):
         n_darks: int = _Field(6, ge=1, le=500, description="Number of dark frames")
         n_flats: int = _Field(8, ge=1, le=500, description="Number of flat frames")
         n_lights: int = _Field(8, ge=1, le=500, description="Number of light frames")
-        light_exposure: float = _Field(60.0, gt=0, description="Light (and dark) exposure, s",
-                                       json_schema_extra={"unit": "s"})
-        read_noise: float = _Field(5.0, ge=0, description="Read noise, e-", json_schema_extra={"unit": "electron"})
-        dark_current: float = _Field(0.05, ge=0, description="Dark current, e-/s/px",
-                                     json_schema_extra={"unit": "electron / s"})
+        light_exposure: _Quantity("s", gt=0, description="Light (and dark) exposure") = 60.0
+        read_noise: _Quantity("electron", ge=0, description="Read noise, RMS") = 5.0
+        dark_current: _Quantity("electron / s", ge=0, description="Dark current per pixel") = 0.05
         dither: float = _Field(6.0, ge=0, description="Maximum dither offset, px")
         bayer: _Literal["none", "RGGB", "GRBG", "GBRG", "BGGR"] = _Field("none", description="CFA pattern")
 
-    outputs = {"bias": _Port("FrameSeries"), "darks": _Port("FrameSeries"),
-               "flats": _Port("FrameSeries"), "lights": _Port("FrameSeries")}
+    outputs = {"bias": _Port("FrameSeries", "bias frames"),
+               "darks": _Port("FrameSeries", "dark frames, light exposure"),
+               "flats": _Port("FrameSeries", "flat frames"),
+               "lights": _Port("FrameSeries", "dithered light frames")}
 
     def run(self, ctx, params):
         p = params

@@ -101,3 +101,14 @@ def test_graph_parameter_values_are_typed():
     assert p.nodes[0].params.seed == 7 and p.document.parameters["seed"].default == 7
     assert _problems([n("sim", "simulate.session")], parameters=params, params={"seed": "x"}) == [
         "graph parameter 'seed': expected an integer, got 'x'"]
+
+
+def test_quantity_params_take_numbers_in_their_unit_or_convertible_strings():
+    p = _plan([n("sim", "simulate.session")], sets={"sim.light_exposure": "2 min"})
+    assert p.nodes[0].params.light_exposure == 120.0
+    assert p.document.nodes[0].params["light_exposure"] == 120.0  # stored in the field's unit
+    probs = _problems([n("sim", "simulate.session")], sets={"sim.light_exposure": "3 m"})
+    assert probs[0].startswith("node 'sim', param 'light_exposure'") and "not convertible" in probs[0]
+    schema = default_registry().get("simulate.session").Params.model_json_schema()
+    assert schema["properties"]["light_exposure"]["unit"] == "s"
+    assert schema["properties"]["light_exposure"]["exclusiveMinimum"] == 0
