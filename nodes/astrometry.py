@@ -20,6 +20,7 @@ Pixel convention: every pixel coordinate in and out of this module is 0-based (n
 centre of the first pixel is (0, 0)); astrometry.net's 1-based convention is converted at the
 subprocess boundary only. Images are ``(ny, nx)`` arrays; x is the column index.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,6 +45,7 @@ from astropy.table import Table, vstack
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import fit_wcs_from_points, proj_plane_pixel_scales
+from scipy.spatial import cKDTree
 
 from starloom.graph_runtime.errors import ParamError, StarloomError
 from starloom.nodes.astrometry_catalogs import (  # noqa: F401  (re-exported API)
@@ -58,9 +60,22 @@ from starloom.nodes.astrometry_catalogs import (  # noqa: F401  (re-exported API
 )
 
 __all__ = [
-    "CatalogError", "CoaddResult", "PlateSolveError", "SolveResult", "WCSFitError",
-    "coadd", "detect_stars", "footprint_cone", "hints_from_header", "load_catalog",
-    "optimal_wcs", "plate_solve", "plot_annotated", "plot_residuals", "refine_wcs",
+    "CatalogError",
+    "CoaddResult",
+    "PlateSolveError",
+    "SolveResult",
+    "WCSFitError",
+    "build_field_indexes",
+    "coadd",
+    "detect_stars",
+    "footprint_cone",
+    "hints_from_header",
+    "load_catalog",
+    "optimal_wcs",
+    "plate_solve",
+    "plot_annotated",
+    "plot_residuals",
+    "refine_wcs",
     "reproject_frames",
 ]
 
@@ -88,14 +103,22 @@ def _adaptive_moments(img, x, y, fwhm0, valid_mask=None, niter=8):
     position, Bertin & Arnouts 1996). For a matched window the star covariance is twice the
     weighted covariance, so the result is exact for Gaussian stars. Vectorised over stars.
 
-    Returns ``(x, y, fwhm_px, eccentricity)``; NaN where the moments fail.
+    Returns ``(x, y, fwhm_px, eccentricity)``; NaN where the moments fail. Stars are processed
+    in chunks so that memory stays bounded (about 2000 cutout pixels x 4000 per chunk).
     """
-    ny, nx = img.shape
     n = len(x)
     if n == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)
-    s0 = max(fwhm0, 1.0) / 2.3548
     half = int(np.clip(np.ceil(3.0 * fwhm0), 5, 25))
+    chunk = max(64, int(4e6 // (2 * half + 1) ** 2))
+    if n > chunk:
+        parts = [
+            _adaptive_moments(img, x[i : i + chunk], y[i : i + chunk], fwhm0, valid_mask, niter)
+            for i in range(0, n, chunk)
+        ]
+        return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
+    ny, nx = img.shape
+    s0 = max(fwhm0, 1.0) / 2.3548
     off = np.arange(-half, half + 1)
     xi, yi = np.rint(x).astype(int), np.rint(y).astype(int)
     X = xi[:, None, None] + off[None, None, :]
@@ -106,31 +129,32 @@ def _adaptive_moments(img, x, y, fwhm0, valid_mask=None, niter=8):
         inside &= valid_mask[Yc, Xc]
     cut = np.where(inside, img[Yc, Xc], 0.0)
     cx, cy = np.asarray(x, dtype=float).copy(), np.asarray(y, dtype=float).copy()
-    cxx, cyy, cxy = np.full(n, s0 ** 2), np.full(n, s0 ** 2), np.zeros(n)
+    cxx, cyy, cxy = np.full(n, s0**2), np.full(n, s0**2), np.zeros(n)
     cmax = float(half) ** 2
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for _ in range(niter):
             dx, dy = X - cx[:, None, None], Y - cy[:, None, None]
-            det = cxx * cyy - cxy ** 2
-            q = (cyy[:, None, None] * dx ** 2 + cxx[:, None, None] * dy ** 2
-                 - 2 * cxy[:, None, None] * dx * dy) / det[:, None, None]
+            det = cxx * cyy - cxy**2
+            q = (
+                cyy[:, None, None] * dx**2 + cxx[:, None, None] * dy**2 - 2 * cxy[:, None, None] * dx * dy
+            ) / det[:, None, None]
             w = np.exp(-0.5 * q) * cut
             f = w.sum(axis=(1, 2))
             mx = (w * dx).sum(axis=(1, 2)) / f
             my = (w * dy).sum(axis=(1, 2)) / f
-            mxx = (w * dx ** 2).sum(axis=(1, 2)) / f - mx ** 2
-            myy = (w * dy ** 2).sum(axis=(1, 2)) / f - my ** 2
+            mxx = (w * dx**2).sum(axis=(1, 2)) / f - mx**2
+            myy = (w * dy**2).sum(axis=(1, 2)) / f - my**2
             mxy = (w * dx * dy).sum(axis=(1, 2)) / f - mx * my
             # windowed centroid step (factor 2: matched Gaussian window), bounded to the cutout
             cx = np.clip(cx + 2 * np.nan_to_num(mx), xi - half / 2, xi + half / 2)
             cy = np.clip(cy + 2 * np.nan_to_num(my), yi - half / 2, yi + half / 2)
             cxx, cyy = np.clip(2 * mxx, 0.01, cmax), np.clip(2 * myy, 0.01, cmax)
             cxy = np.clip(2 * mxy, -np.sqrt(cxx * cyy) * 0.99, np.sqrt(cxx * cyy) * 0.99)
-        det = cxx * cyy - cxy ** 2
+        det = cxx * cyy - cxy**2
         tr = cxx + cyy
-        disc = np.sqrt(np.maximum(tr ** 2 / 4 - det, 0))
+        disc = np.sqrt(np.maximum(tr**2 / 4 - det, 0))
         lmax, lmin = tr / 2 + disc, tr / 2 - disc
-        fwhm = 2.3548 * det ** 0.25
+        fwhm = 2.3548 * det**0.25
         ecc = np.sqrt(np.clip(1 - lmin / lmax, 0, 1))
     bad = ~(f > 0) | ~np.isfinite(fwhm) | ~np.isfinite(cx) | ~np.isfinite(cy)
     for a in (cx, cy, fwhm, ecc):
@@ -145,8 +169,7 @@ def _background(img, mask, box_size):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyUserWarning)
-            bkg = Background2D(img, box_size, mask=mask, filter_size=(3, 3),
-                               bkg_estimator=MedianBackground())
+            bkg = Background2D(img, box_size, mask=mask, filter_size=(3, 3), bkg_estimator=MedianBackground())
         return np.asarray(bkg.background), np.asarray(bkg.background_rms)
     except ValueError:
         from astropy.stats import sigma_clipped_stats
@@ -159,8 +182,13 @@ def _dao_measure(sub, thr, bad, fwhm, sharpness_range, roundness_range, max_move
     """One DAOStarFinder pass plus adaptive-moment measurements; returns a Table."""
     from photutils.detection import DAOStarFinder
 
-    finder = DAOStarFinder(threshold=thr, fwhm=float(fwhm), exclude_border=True,
-                           sharpness_range=tuple(sharpness_range), roundness_range=tuple(roundness_range))
+    finder = DAOStarFinder(
+        threshold=thr,
+        fwhm=float(fwhm),
+        exclude_border=True,
+        sharpness_range=tuple(sharpness_range),
+        roundness_range=tuple(roundness_range),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)
         found = finder(sub, mask=bad if bad.any() else None)
@@ -173,24 +201,42 @@ def _dao_measure(sub, thr, bad, fwhm, sharpness_range, roundness_range, max_move
     # windowed centroid where it converged near the DAOFIND one (better on saturated stars)
     moved = np.hypot(xw - x_dao, yw - y_dao)
     use_w = np.isfinite(moved) & (moved < max_move)
-    npix = (np.asarray(found["n_pixels"], dtype=float) if "n_pixels" in found.colnames
-            else np.full(len(x_dao), np.pi * fwhm ** 2))
-    return Table({
-        "x": np.where(use_w, xw, x_dao), "y": np.where(use_w, yw, y_dao),
-        "flux": np.asarray(found["flux"], dtype=float), "peak": np.asarray(found["peak"], dtype=float),
-        "npix": npix, "fwhm": fw, "eccentricity": ecc,
-        "roundness": np.asarray(found["roundness1"], dtype=float),
-        "roundness2": np.asarray(found["roundness2"], dtype=float),
-        "sharpness": np.asarray(found["sharpness"], dtype=float),
-    })
+    npix = (
+        np.asarray(found["n_pixels"], dtype=float)
+        if "n_pixels" in found.colnames
+        else np.full(len(x_dao), np.pi * fwhm**2)
+    )
+    return Table(
+        {
+            "x": np.where(use_w, xw, x_dao),
+            "y": np.where(use_w, yw, y_dao),
+            "flux": np.asarray(found["flux"], dtype=float),
+            "peak": np.asarray(found["peak"], dtype=float),
+            "npix": npix,
+            "fwhm": fw,
+            "eccentricity": ecc,
+            "roundness": np.asarray(found["roundness1"], dtype=float),
+            "roundness2": np.asarray(found["roundness2"], dtype=float),
+            "sharpness": np.asarray(found["sharpness"], dtype=float),
+        }
+    )
 
 
-def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=None,
-                 max_stars: int | None = None, pixel_scale: float | None = None,
-                 box_size: int | None = None, fwhm_range: tuple[float, float] | None = None,
-                 sharpness_range: tuple[float, float] = (0.15, 1.0),
-                 roundness_range: tuple[float, float] = (-1.5, 1.5),
-                 saturation: float | None = None, large_stars: bool = True) -> tuple[Table, dict]:
+def detect_stars(
+    data,
+    *,
+    fwhm: float = 3.0,
+    threshold_sigma: float = 5.0,
+    mask=None,
+    max_stars: int | None = None,
+    pixel_scale: float | None = None,
+    box_size: int | None = None,
+    fwhm_range: tuple[float, float] | None = None,
+    sharpness_range: tuple[float, float] = (0.15, 1.0),
+    roundness_range: tuple[float, float] = (-1.5, 1.5),
+    saturation: float | None = None,
+    large_stars: bool = True,
+) -> tuple[Table, dict]:
     """Detect stars on a background-subtracted image and measure them.
 
     The background and its rms are estimated with photutils ``Background2D`` (median in boxes,
@@ -244,10 +290,9 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
         (DAOFIND roundness1), ``roundness2``, ``sharpness``, ``saturated`` (bool).
     metrics : dict
         ``n_stars``, ``n_rejected`` (DAOFIND peaks dropped by the FWHM bounds or merged),
-        ``median_fwhm_px``,
-        ``median_fwhm_arcsec`` (None without ``pixel_scale``), ``median_eccentricity``,
-        ``background``, ``background_rms`` (medians of the maps). Medians use the
-        non-saturated stars when there are at least 3.
+        ``median_fwhm_px``, ``median_fwhm_arcsec`` (None without ``pixel_scale``),
+        ``median_eccentricity``, ``background``, ``background_rms`` (medians of the maps).
+        Medians use the non-saturated stars when there are at least 3.
 
     Raises
     ------
@@ -286,29 +331,49 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
         big = big[np.isfinite(big["fwhm"]) & (big["fwhm"] >= 2.0 * fwhm) & (big["fwhm"] <= 20.0 * fwhm)]
         n_found += len(big)
         if len(big) and len(stars):
-            d = np.hypot(np.asarray(stars["x"])[:, None] - np.asarray(big["x"])[None],
-                         np.asarray(stars["y"])[:, None] - np.asarray(big["y"])[None])
-            covered = (d < np.maximum(np.asarray(big["fwhm"]), 2.0 * fwhm)[None]).any(axis=1)
+            tree = cKDTree(np.c_[stars["x"], stars["y"]])
+            covered = np.zeros(len(stars), dtype=bool)
+            radii = np.maximum(np.asarray(big["fwhm"]), 2.0 * fwhm)
+            for hits in tree.query_ball_point(np.c_[big["x"], big["y"]], radii):
+                covered[hits] = True
             stars = stars[~covered]
         if len(big):
             stars = vstack([stars, big]) if len(stars) else big
-    names = ("x", "y", "flux", "peak", "snr", "fwhm", "eccentricity", "roundness", "roundness2",
-             "sharpness", "saturated")
+    names = (
+        "x",
+        "y",
+        "flux",
+        "peak",
+        "snr",
+        "fwhm",
+        "eccentricity",
+        "roundness",
+        "roundness2",
+        "sharpness",
+        "saturated",
+    )
     if len(stars) == 0:
         empty = Table({n: np.zeros(0, dtype=bool if n == "saturated" else float) for n in names})
-        return empty, {"n_stars": 0, "n_rejected": n_found, "median_fwhm_px": None,
-                       "median_fwhm_arcsec": None, "median_eccentricity": None,
-                       "background": float(np.median(bkg)), "background_rms": float(np.median(rms))}
+        return empty, {
+            "n_stars": 0,
+            "n_rejected": n_found,
+            "median_fwhm_px": None,
+            "median_fwhm_arcsec": None,
+            "median_eccentricity": None,
+            "background": float(np.median(bkg)),
+            "background_rms": float(np.median(rms)),
+        }
     stars.sort("flux", reverse=True)
     # DAOFIND splits large (saturated, flat-topped) stars into several peaks: keep the brightest
     # detection within max(fwhm, FWHM/2 of the brighter star)
-    sx, sy, sf = (np.asarray(stars[c], dtype=float) for c in ("x", "y", "fwhm"))
+    xy = np.c_[stars["x"], stars["y"]]
+    tree = cKDTree(xy)
+    radii = np.maximum(float(fwhm), 0.5 * np.nan_to_num(np.asarray(stars["fwhm"], dtype=float)))
     alive = np.ones(len(stars), dtype=bool)
-    for i in range(len(stars)):
+    for i, hits in enumerate(tree.query_ball_point(xy, radii)):
         if alive[i]:
-            r = max(float(fwhm), 0.5 * sf[i])
-            near = np.hypot(sx[i + 1:] - sx[i], sy[i + 1:] - sy[i]) < r
-            alive[i + 1:][near] = False
+            later = [j for j in hits if j > i]
+            alive[later] = False
     stars = stars[alive]
     n_rejected = n_found - len(stars)
     xi = np.clip(np.rint(np.asarray(stars["x"])).astype(int), 0, img.shape[1] - 1)
@@ -320,12 +385,21 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
     from scipy.ndimage import maximum_filter
 
     local_max = maximum_filter(work, size=3)[yi, xi]
-    stars = Table({
-        "x": stars["x"], "y": stars["y"], "flux": stars["flux"], "peak": stars["peak"], "snr": snr,
-        "fwhm": stars["fwhm"], "eccentricity": stars["eccentricity"], "roundness": stars["roundness"],
-        "roundness2": stars["roundness2"], "sharpness": stars["sharpness"],
-        "saturated": local_max >= float(saturation),
-    })
+    stars = Table(
+        {
+            "x": stars["x"],
+            "y": stars["y"],
+            "flux": stars["flux"],
+            "peak": stars["peak"],
+            "snr": snr,
+            "fwhm": stars["fwhm"],
+            "eccentricity": stars["eccentricity"],
+            "roundness": stars["roundness"],
+            "roundness2": stars["roundness2"],
+            "sharpness": stars["sharpness"],
+            "saturated": local_max >= float(saturation),
+        }
+    )
     if max_stars is not None:
         stars = stars[: int(max_stars)]
     stars["x"].unit = stars["y"].unit = stars["fwhm"].unit = u.pix
@@ -335,7 +409,9 @@ def detect_stars(data, *, fwhm: float = 3.0, threshold_sigma: float = 5.0, mask=
         "n_stars": len(stars),
         "n_rejected": n_rejected,
         "median_fwhm_px": med_fwhm,
-        "median_fwhm_arcsec": (med_fwhm * float(pixel_scale)) if (med_fwhm is not None and pixel_scale) else None,
+        "median_fwhm_arcsec": (med_fwhm * float(pixel_scale))
+        if (med_fwhm is not None and pixel_scale)
+        else None,
         "median_eccentricity": float(np.nanmedian(ref["eccentricity"])) if len(ref) else None,
         "background": float(np.median(bkg)),
         "background_rms": float(np.median(rms)),
@@ -442,8 +518,8 @@ def hints_from_header(header) -> dict:
                 if not binned:
                     px *= float(get("XBINNING") or 1)
                     py *= float(get("YBINNING") or 1)
-                scale = 206.264806 * np.sqrt(px * py) / focal
-                sources["scale"] = ("FOCALLEN+" + ("XPIXSZ" if binned else "PIXSIZE1*XBINNING"))
+                scale = float(206.264806 * np.sqrt(px * py) / focal)
+                sources["scale"] = "FOCALLEN+" + ("XPIXSZ" if binned else "PIXSIZE1*XBINNING")
         except (TypeError, ValueError):
             scale = None
     if scale is None:
@@ -456,8 +532,12 @@ def hints_from_header(header) -> dict:
             except (TypeError, ValueError):
                 continue
     if scale is not None and np.isfinite(scale) and scale > 0:
-        out.update(pixel_scale_arcsec=float(scale), scale_low=0.9 * scale, scale_high=1.1 * scale,
-                   scale_units="arcsecperpix")
+        out.update(
+            pixel_scale_arcsec=float(scale),
+            scale_low=0.9 * scale,
+            scale_high=1.1 * scale,
+            scale_units="arcsecperpix",
+        )
     out["sources"] = sources
     return out
 
@@ -537,12 +617,14 @@ def _star_list(obj, image_shape, detect_kwargs, max_stars):
         if image_shape is None:
             raise ParamError("image_shape", "required when a star table is given")
         t = obj
-        flux = np.asarray(t["flux"], dtype=float) if "flux" in t.colnames else -np.arange(len(t), dtype=float)
+        flux = np.asarray(t["flux"], dtype=float) if "flux" in t.colnames else np.arange(len(t), 0, -1.0)
         x, y = np.asarray(t["x"], dtype=float), np.asarray(t["y"], dtype=float)
     else:
         img = np.asarray(obj)
         if img.ndim != 2:
-            raise ParamError("data_or_star_table", f"expected a 2-D image or a star Table, got shape {img.shape}")
+            raise ParamError(
+                "data_or_star_table", f"expected a 2-D image or a star Table, got shape {img.shape}"
+            )
         image_shape = img.shape
         t, _ = detect_stars(img, **(detect_kwargs or {}))
         x, y, flux = (np.asarray(t[c], dtype=float) for c in ("x", "y", "flux"))
@@ -589,8 +671,15 @@ def _run(cmd, timeout_s, cwd=None):
 
     Returns ``(returncode or None on timeout, combined output)``.
     """
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        cwd=cwd,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=max(0.1, timeout_s))
         return proc.returncode, out
@@ -615,23 +704,38 @@ def _quad_bands(min_dim_arcmin, diag_arcmin):
     return bands or [0]
 
 
-def build_field_indexes(ra_deg: float, dec_deg: float, radius_deg: float, *, bands: Sequence[int],
-                        cache_dir=None, index_dirs=None, timeout_s: float = 60.0):
+#: build-astrometry-index presets built for the small-field path: quads of 2 to 45 arcmin.
+FIELD_BANDS = tuple(range(0, 9))
+
+
+def build_field_indexes(
+    ra_deg: float,
+    dec_deg: float,
+    radius_deg: float,
+    *,
+    bands: Sequence[int] = FIELD_BANDS,
+    cache_dir=None,
+    index_dirs=None,
+    timeout_s: float = 60.0,
+) -> tuple[dict, bool]:
     """Build (or fetch from cache) astrometry.net indexes for one small sky region.
 
-    Tycho-2 stars within ``radius_deg`` of the (snapped) centre are read from the installed
-    index files (`read_index_stars`) and turned into indexes with ``build-astrometry-index
-    -P <band> -S MAG -E`` for every preset in ``bands``. Built indexes are kept under
-    ``cache_dir/field-<hash>`` so later solves of the same region skip the build.
+    Tycho-2 stars around the (snapped) centre are read from the installed index files
+    (`read_index_stars`) and written as a FITS table (RA, DEC, MAG) from which
+    ``build-astrometry-index -P <band> -S MAG -E -I <id>`` builds one index per preset in
+    ``bands`` (preset P holds quads of 2*sqrt(2)**P to 2*sqrt(2)**(P+1) arcmin; bands where the
+    catalogue is too sparse to form quads are skipped). The set is cached under
+    ``cache_dir/field-<hash>``: the centre is snapped to a 0.05 deg grid and the radius rounded
+    up to 0.25 deg, so nearby hints and different scale hints reuse the same build.
 
     Parameters
     ----------
     ra_deg, dec_deg : float
-        Region centre (deg); snapped to a 0.05 deg grid for the cache key.
+        Region centre (deg).
     radius_deg : float
-        Star cone radius (deg); 0.05 deg is added to cover the snapping.
-    bands : sequence of int
-        build-astrometry-index presets ``-P``.
+        Minimum star cone radius (deg).
+    bands : sequence of int, optional
+        build-astrometry-index presets ``-P``; default `FIELD_BANDS` (0..8).
     cache_dir : path-like, optional
         Default `default_cache_dir`.
     index_dirs : sequence of path-like, optional
@@ -641,68 +745,96 @@ def build_field_indexes(ra_deg: float, dec_deg: float, radius_deg: float, *, ban
 
     Returns
     -------
-    (list of pathlib.Path, bool)
-        The index files and whether they came from the cache.
+    (dict, bool)
+        ``{preset: index path}`` of the bands that could be built, and whether the set came
+        from the cache.
 
     Raises
     ------
     PlateSolveError
-        ``build-astrometry-index`` missing, no catalogue stars, or no index could be built.
+        ``build-astrometry-index`` missing, too few catalogue stars, or no index could be built.
     """
     exe = shutil.which("build-astrometry-index")
     if exe is None:
-        raise PlateSolveError("build-astrometry-index not found on PATH; install the Debian package "
-                              "'astrometry.net' (apt-get install astrometry.net)")
+        raise PlateSolveError(
+            "build-astrometry-index not found on PATH; install the Debian package "
+            "'astrometry.net' (apt-get install astrometry.net)"
+        )
     ra0 = round(float(ra_deg) / 0.05) * 0.05 % 360.0
     dec0 = float(np.clip(round(float(dec_deg) / 0.05) * 0.05, -90, 90))
-    rad = float(radius_deg) + 0.05
+    rad = float(np.ceil((float(radius_deg) + 0.05) / 0.25) * 0.25)
     stars = read_index_stars((ra0, dec0), rad, index_dirs=index_dirs)
     src = stars.meta.get("index_file", "")
     bands = sorted(set(int(b) for b in bands))
-    key = json.dumps([1, src, os.path.getmtime(src) if src else 0, f"{ra0:.2f}", f"{dec0:.2f}",
-                      f"{rad:.3f}", bands])
+    key = json.dumps(
+        [2, src, os.path.getmtime(src) if src else 0, f"{ra0:.2f}", f"{dec0:.2f}", f"{rad:.2f}", bands]
+    )
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     final = cache / f"field-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
-    manifest = final / "manifest.json"
-    if manifest.exists():
-        names = json.loads(manifest.read_text())["indexes"]
-        files = [final / n for n in names]
-        if files and all(f.exists() for f in files):
+
+    def load(folder):
+        info = json.loads((folder / "manifest.json").read_text())
+        files = {int(k): folder / v for k, v in info["indexes"].items()}
+        return files if files and all(f.exists() for f in files.values()) else None
+
+    if (final / "manifest.json").exists():
+        files = load(final)
+        if files:
             return files, True
     if len(stars) < 4:
-        raise PlateSolveError(f"only {len(stars)} catalogue stars within {rad:.2f} deg of "
-                              f"({ra0:.2f}, {dec0:.2f}); cannot build a field index")
+        raise PlateSolveError(
+            f"only {len(stars)} catalogue stars within {rad:.2f} deg of "
+            f"({ra0:.2f}, {dec0:.2f}); cannot build a field index"
+        )
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=cache))
     try:
-        Table({"RA": np.asarray(stars["ra"]), "DEC": np.asarray(stars["dec"]),
-               "MAG": np.asarray(stars["mag"], dtype=np.float32)}).write(tmp / "stars.fits", format="fits")
+        Table(
+            {
+                "RA": np.asarray(stars["ra"]),
+                "DEC": np.asarray(stars["dec"]),
+                "MAG": np.asarray(stars["mag"], dtype=np.float32),
+            }
+        ).write(tmp / "stars.fits", format="fits")
         deadline = time.monotonic() + timeout_s
-        built, logs = [], []
+        built, logs = {}, []
         for p in bands:
             name = f"index-starloom-{p:02d}.fits"
-            rc, out = _run([exe, "-i", "stars.fits", "-o", name, "-P", p, "-S", "MAG", "-E",
-                            "-I", 7000 + p], deadline - time.monotonic(), cwd=tmp)
+            rc, out = _run(
+                [exe, "-i", "stars.fits", "-o", name, "-P", p, "-S", "MAG", "-E", "-I", 7000 + p],
+                deadline - time.monotonic(),
+                cwd=tmp,
+            )
             if rc == 0 and (tmp / name).exists():
-                built.append(name)
+                built[p] = name
             else:
-                logs.append(f"P={p}: " + ("timed out" if rc is None else out.strip().splitlines()[-1:][0] if out.strip() else f"rc={rc}"))
+                last = out.strip().splitlines()[-1] if out.strip() else f"rc={rc}"
+                logs.append(f"P={p}: " + ("timed out" if rc is None else last))
         if not built:
-            raise PlateSolveError("build-astrometry-index built no index for the field "
-                                  f"({len(stars)} stars): " + "; ".join(logs))
-        (tmp / "manifest.json").write_text(json.dumps({"indexes": built, "n_stars": len(stars),
-                                                       "center": [ra0, dec0], "radius_deg": rad}))
+            raise PlateSolveError(
+                "build-astrometry-index built no index for the field "
+                f"({len(stars)} stars): " + "; ".join(logs)
+            )
+        (tmp / "manifest.json").write_text(
+            json.dumps(
+                {
+                    "indexes": {str(k): v for k, v in built.items()},
+                    "n_stars": len(stars),
+                    "center": [ra0, dec0],
+                    "radius_deg": rad,
+                    "skipped": logs,
+                }
+            )
+        )
         try:
-            if final.exists():
-                shutil.rmtree(final)
             os.replace(tmp, final)
-        except OSError:  # another process won the race: use theirs if complete, else ours
-            if (final / "manifest.json").exists():
+        except OSError:  # another process built it meanwhile: use theirs when complete
+            files = load(final) if (final / "manifest.json").exists() else None
+            if files:
                 shutil.rmtree(tmp, ignore_errors=True)
-                names = json.loads((final / "manifest.json").read_text())["indexes"]
-                return [final / n for n in names], True
-            return [tmp / n for n in built], False
-        return [final / n for n in built], False
+                return files, True
+            return {k: tmp / v for k, v in built.items()}, False
+        return {k: final / v for k, v in built.items()}, False
     except BaseException:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -733,17 +865,37 @@ def _read_solution(workdir: Path, log: str, shape):
     lo = re.findall(r"log-odds ratio ([-\d.eE+]+)", log)
     rot = re.search(r"up is ([-\d.]+) degrees E of N", log)
     par = re.search(r"Field parity: (\w+)", log)
-    return wcs, matches, (m.group(1) if m else "?"), (float(lo[-1]) if lo else None), \
-        (float(rot.group(1)) if rot else None), (par.group(1) if par else None)
+    return (
+        wcs,
+        matches,
+        (m.group(1) if m else "?"),
+        (float(lo[-1]) if lo else None),
+        (float(rot.group(1)) if rot else None),
+        (par.group(1) if par else None),
+    )
 
 
-def plate_solve(data_or_star_table, *, image_shape=None, ra_hint=None, dec_hint=None,
-                radius_deg: float | None = None, scale_low: float | None = None,
-                scale_high: float | None = None, scale_units: str = "arcsecperpix",
-                index_dirs: Sequence[str | os.PathLike] | None = None, timeout_s: float = 60,
-                small_field: bool = True, cache_dir=None, hints: Mapping | None = None,
-                max_stars: int = 300, tweak_order: int = 2, detect_kwargs: Mapping | None = None,
-                odds_to_solve: float | None = None, min_matched: int = 5) -> SolveResult:
+def plate_solve(
+    data_or_star_table,
+    *,
+    image_shape=None,
+    ra_hint=None,
+    dec_hint=None,
+    radius_deg: float | None = None,
+    scale_low: float | None = None,
+    scale_high: float | None = None,
+    scale_units: str = "arcsecperpix",
+    index_dirs: Sequence[str | os.PathLike] | None = None,
+    timeout_s: float = 60,
+    small_field: bool = True,
+    cache_dir=None,
+    hints: Mapping | None = None,
+    max_stars: int = 300,
+    tweak_order: int = 2,
+    detect_kwargs: Mapping | None = None,
+    odds_to_solve: float | None = None,
+    min_matched: int = 5,
+) -> SolveResult:
     """Plate-solve an image or a star list offline with astrometry.net's ``solve-field``.
 
     The stars (detected with `detect_stars` when an image is given) are written as an xylist
@@ -818,7 +970,9 @@ def plate_solve(data_or_star_table, *, image_shape=None, ra_hint=None, dec_hint=
         scale_low, scale_high = hints.get("scale_low"), hints.get("scale_high")
         scale_units = hints.get("scale_units", scale_units)
     if (ra_hint is None) != (dec_hint is None):
-        raise ParamError("ra_hint" if ra_hint is None else "dec_hint", "give both ra_hint and dec_hint, or neither")
+        raise ParamError(
+            "ra_hint" if ra_hint is None else "dec_hint", "give both ra_hint and dec_hint, or neither"
+        )
     if ra_hint is not None:
         try:
             ra_hint, dec_hint = _parse_ra(ra_hint) % 360.0, _parse_dec(dec_hint)
@@ -828,47 +982,73 @@ def plate_solve(data_or_star_table, *, image_shape=None, ra_hint=None, dec_hint=
         raise ParamError("timeout_s", f"must be > 0, got {timeout_s}")
     solver = shutil.which("solve-field")
     if solver is None:
-        raise PlateSolveError("solve-field not found on PATH; install astrometry.net "
-                              "(apt-get install astrometry.net astrometry-data-tycho2)")
+        raise PlateSolveError(
+            "solve-field not found on PATH; install astrometry.net "
+            "(apt-get install astrometry.net astrometry-data-tycho2)"
+        )
 
     x, y, flux, shape = _star_list(data_or_star_table, image_shape, detect_kwargs, max_stars)
     t_start = time.monotonic() if not isinstance(data_or_star_table, Table) else t_start
     ny, nx = shape
     if len(x) < 4:
-        raise PlateSolveError(f"only {len(x)} stars available; plate solving needs at least 4 "
-                              "(lower threshold_sigma or check the image)")
+        raise PlateSolveError(
+            f"only {len(x)} stars available; plate solving needs at least 4 "
+            "(lower threshold_sigma or check the image)"
+        )
     s_lo = _scale_arcsec(scale_low, scale_units, nx)
     s_hi = _scale_arcsec(scale_high, scale_units, nx)
     if s_lo is not None and s_hi is None:
         s_hi = s_lo
     if s_hi is not None and s_lo is None:
         s_lo = s_hi
-    width_hi = s_hi * max(nx, ny) / 60.0 if s_hi else None
-    width_lo = s_lo * max(nx, ny) / 60.0 if s_lo else None
-    is_small = None if width_hi is None else (width_hi < SMALL_FIELD_ARCMIN if width_lo < SMALL_FIELD_ARCMIN else False)
-    stock = find_index_files(index_dirs)
-    plan = []
-    if ra_hint is not None and small_field:
-        plan = ["small-field", "stock"] if is_small else (["stock"] if is_small is False else ["stock", "small-field"])
+    # field width (arcmin) from the scale bounds: decides between the stock and small-field path
+    if s_hi is None:
+        is_small = None
+    elif s_hi * max(nx, ny) / 60.0 < SMALL_FIELD_ARCMIN:
+        is_small = True
+    elif s_lo * max(nx, ny) / 60.0 >= SMALL_FIELD_ARCMIN:
+        is_small = False
     else:
+        is_small = None
+    if ra_hint is None or not small_field or is_small is False:
         plan = ["stock"]
-    if not stock and "stock" in plan and (ra_hint is None or not small_field):
-        raise PlateSolveError("no astrometry.net index files found in "
-                              + (", ".join(map(str, index_dirs)) if index_dirs else "/usr/share/astrometry")
-                              + "; install astrometry-data-tycho2 or pass index_dirs")
+    else:
+        plan = ["small-field", "stock"] if is_small else ["stock", "small-field"]
+    stock = find_index_files(index_dirs)
+    if not stock:  # both paths need them (the small-field path reads its stars from them)
+        where = (
+            ", ".join(map(str, index_dirs))
+            if index_dirs
+            else ", ".join(str(d) for d in (default_index_dirs() or ["/usr/share/astrometry"]))
+        )
+        raise PlateSolveError(
+            f"no astrometry.net index files found in {where}; install the Debian "
+            "package astrometry-data-tycho2 or pass index_dirs"
+        )
     deadline = t_start + float(timeout_s)
     attempts: list[str] = []
     common_scale = []
     if scale_low is not None or scale_high is not None:
         lo = scale_low if scale_low is not None else scale_high
         hi = scale_high if scale_high is not None else scale_low
-        common_scale = ["--scale-low", f"{float(lo):.6g}", "--scale-high", f"{float(hi):.6g}",
-                        "--scale-units", scale_units]
+        common_scale = [
+            "--scale-low",
+            f"{float(lo):.6g}",
+            "--scale-high",
+            f"{float(hi):.6g}",
+            "--scale-units",
+            scale_units,
+        ]
 
     with tempfile.TemporaryDirectory(prefix="starloom-solve-") as td:
         work = Path(td)
-        Table({"X": (x + 1.0).astype(np.float64), "Y": (y + 1.0).astype(np.float64),
-               "FLUX": flux.astype(np.float64)}).write(work / "field.xyls", format="fits")
+        Table(
+            {
+                "X": (x + 1.0).astype(np.float64),
+                "Y": (y + 1.0).astype(np.float64),
+                "FLUX": flux.astype(np.float64),
+            }
+        ).write(work / "field.xyls", format="fits")
         for kind in plan:
             left = deadline - time.monotonic()
             if left < 0.5:
@@ -877,14 +1057,17 @@ def plate_solve(data_or_star_table, *, image_shape=None, ra_hint=None, dec_hint=
             t0 = time.monotonic()
             cache_hit = None
             if kind == "stock":
-                if not stock:
-                    attempts.append("stock: no index files installed")
-                    continue
                 indexes = stock
                 extra = []
                 if ra_hint is not None:
-                    extra = ["--ra", f"{ra_hint:.6f}", "--dec", f"{dec_hint:.6f}",
-                             "--radius", f"{float(radius_deg if radius_deg is not None else 2.0):.4f}"]
+                    extra = [
+                        "--ra",
+                        f"{ra_hint:.6f}",
+                        "--dec",
+                        f"{dec_hint:.6f}",
+                        "--radius",
+                        f"{float(radius_deg if radius_deg is not None else 2.0):.4f}",
+                    ]
                 if odds_to_solve is not None:
                     extra += ["--odds-to-solve", f"{odds_to_solve:g}"]
             else:
@@ -895,30 +1078,82 @@ def plate_solve(data_or_star_table, *, image_shape=None, ra_hint=None, dec_hint=
                     min_dim, diag = 2.0, SMALL_FIELD_ARCMIN * 1.25
                 rad = float(radius_deg if radius_deg is not None else 1.0)
                 try:
-                    indexes, cache_hit = build_field_indexes(
-                        ra_hint, dec_hint, rad + diag / 120.0 + 0.05,
-                        bands=[b for b in _quad_bands(min_dim, diag) if b <= 9],
-                        cache_dir=cache_dir, index_dirs=index_dirs, timeout_s=left)
+                    built, cache_hit = build_field_indexes(
+                        ra_hint,
+                        dec_hint,
+                        rad + diag / 120.0,
+                        cache_dir=cache_dir,
+                        index_dirs=index_dirs,
+                        timeout_s=left,
+                    )
                 except (PlateSolveError, CatalogError) as exc:
                     attempts.append(f"small-field: index build failed ({exc})")
                     continue
-                extra = ["--ra", f"{ra_hint:.6f}", "--dec", f"{dec_hint:.6f}", "--radius", f"{rad:.4f}",
-                         "--odds-to-solve", f"{(odds_to_solve or 1e6):g}"]
+                indexes = [built[b] for b in _quad_bands(min_dim, diag) if b in built]
+                if not indexes:
+                    attempts.append(
+                        f"small-field: no index of the needed quad sizes could be built "
+                        f"(built presets {sorted(built)})"
+                    )
+                    continue
+                extra = [
+                    "--ra",
+                    f"{ra_hint:.6f}",
+                    "--dec",
+                    f"{dec_hint:.6f}",
+                    "--radius",
+                    f"{rad:.4f}",
+                    "--odds-to-solve",
+                    f"{(odds_to_solve or 1e6):g}",
+                ]
             left = deadline - time.monotonic()
             if left < 0.5:
                 attempts.append(f"{kind}: no time left after preparing indexes")
                 continue
             cfg = work / f"{kind}.cfg"
-            cfg.write_text(f"cpulimit {max(1, int(left))}\n" + "".join(f"index {Path(p).resolve()}\n" for p in indexes))
+            cfg.write_text(
+                f"cpulimit {max(1, int(left))}\n" + "".join(f"index {Path(p).resolve()}\n" for p in indexes)
+            )
             out_dir = work / kind
             out_dir.mkdir(exist_ok=True)
-            cmd = [solver, work / "field.xyls", "--width", nx, "--height", ny,
-                   "--x-column", "X", "--y-column", "Y", "--sort-column", "FLUX",
-                   "--no-plots", "--overwrite", "--crpix-center",
-                   *(["--tweak-order", int(tweak_order)] if tweak_order else ["--no-tweak"]),
-                   "--cpulimit", max(1, int(left)), "--config", cfg, "--dir", out_dir, "--out", "field",
-                   "--new-fits", "none", "--index-xyls", "none", "--rdls", "none", "--match", "none",
-                   "--temp-dir", work, *common_scale, *extra]
+            cmd = [
+                solver,
+                work / "field.xyls",
+                "--width",
+                nx,
+                "--height",
+                ny,
+                "--x-column",
+                "X",
+                "--y-column",
+                "Y",
+                "--sort-column",
+                "FLUX",
+                "--no-plots",
+                "--overwrite",
+                "--crpix-center",
+                *(["--tweak-order", int(tweak_order)] if tweak_order else ["--no-tweak"]),
+                "--cpulimit",
+                max(1, int(left)),
+                "--config",
+                cfg,
+                "--dir",
+                out_dir,
+                "--out",
+                "field",
+                "--new-fits",
+                "none",
+                "--index-xyls",
+                "none",
+                "--rdls",
+                "none",
+                "--match",
+                "none",
+                "--temp-dir",
+                work,
+                *common_scale,
+                *extra,
+            ]
             rc, log = _run(cmd, left, cwd=work)
             dt = time.monotonic() - t0
             if rc is None:
@@ -930,54 +1165,88 @@ def plate_solve(data_or_star_table, *, image_shape=None, ra_hint=None, dec_hint=
                 continue
             wcs, matches, index, log_odds, rot, parity = _read_solution(out_dir, log, shape)
             if len(matches) < min_matched:
-                attempts.append(f"{kind}: rejected a solution with only {len(matches)} matched stars "
-                                f"(min_matched={min_matched})")
+                attempts.append(
+                    f"{kind}: rejected a solution with only {len(matches)} matched stars "
+                    f"(min_matched={min_matched})"
+                )
                 continue
             attempts.append(f"{kind} ({len(indexes)} indexes): solved with {index} in {dt:.1f} s")
             if wcs.sip is not None and len(matches) < _min_pairs(tweak_order):
                 # too few matches for the SIP tweak (it extrapolates wildly at the corners):
                 # refit the matched pairs with the highest SIP degree they support, else TAN
-                degree = max([d for d in range(2, int(tweak_order) + 1) if len(matches) >= _min_pairs(d)] or [0])
+                degree = max(
+                    [d for d in range(2, int(tweak_order) + 1) if len(matches) >= _min_pairs(d)] or [0]
+                )
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", (FITSFixedWarning, AstropyUserWarning))
-                    wcs = fit_wcs_from_points((np.asarray(matches["x"]), np.asarray(matches["y"])),
-                                              SkyCoord(matches["ra"] * u.deg, matches["dec"] * u.deg),
-                                              projection="TAN", sip_degree=degree or None)
+                    wcs = fit_wcs_from_points(
+                        (np.asarray(matches["x"]), np.asarray(matches["y"])),
+                        SkyCoord(matches["ra"] * u.deg, matches["dec"] * u.deg),
+                        projection="TAN",
+                        sip_degree=degree or None,
+                    )
                 wcs.pixel_shape = (nx, ny)
                 sky = wcs.pixel_to_world(np.asarray(matches["x"]), np.asarray(matches["y"]))
-                matches["sep_arcsec"] = sky.separation(SkyCoord(matches["ra"] * u.deg, matches["dec"] * u.deg)).arcsec
-                attempts.append(f"SIP order {tweak_order} needs >= {_min_pairs(tweak_order)} matches, got "
-                                f"{len(matches)}: refitted the matches as "
-                                + (f"TAN-SIP degree {degree}" if degree else "TAN"))
+                matches["sep_arcsec"] = sky.separation(
+                    SkyCoord(matches["ra"] * u.deg, matches["dec"] * u.deg)
+                ).arcsec
+                attempts.append(
+                    f"SIP order {tweak_order} needs >= {_min_pairs(tweak_order)} matches, got "
+                    f"{len(matches)}: refitted the matches as "
+                    + (f"TAN-SIP degree {degree}" if degree else "TAN")
+                )
             scales = proj_plane_pixel_scales(wcs.celestial) * 3600.0
             center = wcs.pixel_to_world((nx - 1) / 2.0, (ny - 1) / 2.0)
             rms = float(np.sqrt(np.mean(matches["sep_arcsec"] ** 2))) if len(matches) else float("nan")
             return SolveResult(
-                wcs=wcs, n_matched=len(matches), rms_arcsec=rms,
+                wcs=wcs,
+                n_matched=len(matches),
+                rms_arcsec=rms,
                 pixel_scale_arcsec=float(np.sqrt(scales[0] * scales[1])),
-                ra_deg=float(center.icrs.ra.deg), dec_deg=float(center.icrs.dec.deg),
-                field_width_arcmin=float(nx * scales[0] / 60.0), field_height_arcmin=float(ny * scales[1] / 60.0),
-                rotation_deg=rot, parity=parity, solve_time_s=time.monotonic() - t_start,
-                index=index, path=kind, matches=matches, log_odds=log_odds, attempts=attempts,
-                index_cache_hit=cache_hit)
-    hint = (f"hint RA {ra_hint:.4f}, Dec {dec_hint:.4f} deg" if ra_hint is not None else "no position hint (blind)")
-    scale_txt = (f"scale {s_lo:.3g}-{s_hi:.3g} arcsec/px" if s_lo else "no scale hint")
+                ra_deg=float(center.icrs.ra.deg),
+                dec_deg=float(center.icrs.dec.deg),
+                field_width_arcmin=float(nx * scales[0] / 60.0),
+                field_height_arcmin=float(ny * scales[1] / 60.0),
+                rotation_deg=rot,
+                parity=parity,
+                solve_time_s=time.monotonic() - t_start,
+                index=index,
+                path=kind,
+                matches=matches,
+                log_odds=log_odds,
+                attempts=attempts,
+                index_cache_hit=cache_hit,
+            )
+    hint = (
+        f"hint RA {ra_hint:.4f}, Dec {dec_hint:.4f} deg"
+        if ra_hint is not None
+        else "no position hint (blind)"
+    )
+    scale_txt = f"scale {s_lo:.3g}-{s_hi:.3g} arcsec/px" if s_lo else "no scale hint"
     raise PlateSolveError(
         f"no plate solution within the time bound of {float(timeout_s):g} s (used "
         f"{time.monotonic() - t_start:.1f} s; {len(x)} stars, "
-        f"{nx}x{ny} px, {hint}, {scale_txt}). Tried: " + "; ".join(attempts)
-        + ". Give a position hint (RA/Dec) and pixel scale, raise timeout_s, or check the star list.")
+        f"{nx}x{ny} px, {hint}, {scale_txt}). Tried: "
+        + "; ".join(attempts)
+        + ". Give a position hint (RA/Dec) and pixel scale, raise timeout_s, or check the star list."
+    )
 
 
 # ============================================================================================
 # WCS refinement against a catalogue
 
 
-
-
-def refine_wcs(stars_table: Table, wcs: WCS, catalog: Table, *, match_radius_arcsec: float | None = None,
-               sip_degree: int | None = 2, min_matches: int | None = None, n_iter: int = 3,
-               clip_sigma: float = 3.0) -> tuple[WCS, Table, dict]:
+def refine_wcs(
+    stars_table: Table,
+    wcs: WCS,
+    catalog: Table,
+    *,
+    match_radius_arcsec: float | None = None,
+    sip_degree: int | None = 2,
+    min_matches: int | None = None,
+    n_iter: int = 3,
+    clip_sigma: float = 3.0,
+) -> tuple[WCS, Table, dict]:
     """Refit a WCS on detected stars matched to catalogue stars.
 
     Detected stars are projected with ``wcs``, matched to the catalogue with
@@ -1034,7 +1303,9 @@ def refine_wcs(stars_table: Table, wcs: WCS, catalog: Table, *, match_radius_arc
     need = int(min_matches) if min_matches is not None else _min_pairs(degree)
     x = np.asarray(stars_table["x"], dtype=float)
     y = np.asarray(stars_table["y"], dtype=float)
-    cat = SkyCoord(np.asarray(catalog["ra"], dtype=float) * u.deg, np.asarray(catalog["dec"], dtype=float) * u.deg)
+    cat = SkyCoord(
+        np.asarray(catalog["ra"], dtype=float) * u.deg, np.asarray(catalog["dec"], dtype=float) * u.deg
+    )
     mag = np.asarray(catalog["mag"], dtype=float) if "mag" in catalog.colnames else np.full(len(cat), np.nan)
     scale = float(np.sqrt(np.abs(np.linalg.det(wcs.celestial.pixel_scale_matrix)))) * 3600.0
     radius = float(match_radius_arcsec) if match_radius_arcsec else max(2.0, 3.0 * scale)
@@ -1056,18 +1327,20 @@ def refine_wcs(stars_table: Table, wcs: WCS, catalog: Table, *, match_radius_arc
         raise WCSFitError(
             f"only {n} detected stars matched catalogue stars within {radius:.1f} arcsec; a "
             f"{'TAN-SIP degree %d' % degree if degree else 'TAN'} fit needs at least {need}. "
-            "Use a deeper catalogue, a larger match_radius_arcsec, or a lower sip_degree.")
+            "Use a deeper catalogue, a larger match_radius_arcsec, or a lower sip_degree."
+        )
 
     def fit(si, ci):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", (FITSFixedWarning, AstropyUserWarning))
-            return fit_wcs_from_points((x[si], y[si]), cat[ci], projection="TAN",
-                                       sip_degree=degree if degree else None)
+            return fit_wcs_from_points(
+                (x[si], y[si]), cat[ci], projection="TAN", sip_degree=degree if degree else None
+            )
 
     current = wcs
     si, ci = match(current)
     n_clipped = 0
-    for it in range(max(1, int(n_iter))):
+    for _ in range(max(1, int(n_iter))):
         if len(si) < need:
             fail(len(si))
         new = fit(si, ci)
@@ -1078,7 +1351,7 @@ def refine_wcs(stars_table: Table, wcs: WCS, catalog: Table, *, match_radius_arc
             current = new
             break
     sep = current.pixel_to_world(x[si], y[si]).separation(cat[ci]).arcsec
-    rms = np.sqrt(np.mean(sep ** 2))
+    rms = np.sqrt(np.mean(sep**2))
     bad = (sep > clip_sigma * rms) & (sep > scale)
     if bad.any() and len(si) - bad.sum() >= need:
         n_clipped = int(bad.sum())
@@ -1090,13 +1363,24 @@ def refine_wcs(stars_table: Table, wcs: WCS, catalog: Table, *, match_radius_arc
     total = fit_sky.separation(cat[ci]).arcsec
     px, py = current.world_to_pixel(cat[ci])
     before = wcs.pixel_to_world(x[si], y[si]).separation(cat[ci]).arcsec
-    res = Table({"x": x[si], "y": y[si], "ra": cat[ci].ra.deg, "dec": cat[ci].dec.deg, "mag": mag[ci],
-                 "dra_arcsec": dra.to_value(u.arcsec), "ddec_arcsec": ddec.to_value(u.arcsec),
-                 "total_arcsec": total, "dx_px": np.asarray(px) - x[si], "dy_px": np.asarray(py) - y[si]})
+    res = Table(
+        {
+            "x": x[si],
+            "y": y[si],
+            "ra": cat[ci].ra.deg,
+            "dec": cat[ci].dec.deg,
+            "mag": mag[ci],
+            "dra_arcsec": dra.to_value(u.arcsec),
+            "ddec_arcsec": ddec.to_value(u.arcsec),
+            "total_arcsec": total,
+            "dx_px": np.asarray(px) - x[si],
+            "dy_px": np.asarray(py) - y[si],
+        }
+    )
     stats = {
         "n_matched": len(si),
-        "rms_arcsec": float(np.sqrt(np.mean(total ** 2))),
-        "rms_before_arcsec": float(np.sqrt(np.mean(before ** 2))),
+        "rms_arcsec": float(np.sqrt(np.mean(total**2))),
+        "rms_before_arcsec": float(np.sqrt(np.mean(before**2))),
         "median_arcsec": float(np.median(total)),
         "max_arcsec": float(np.max(total)),
         "match_radius_arcsec": radius,
@@ -1117,8 +1401,13 @@ def _wcs_shape(item):
     return b, tuple(np.shape(a)) if isinstance(a, np.ndarray) else tuple(a)
 
 
-def optimal_wcs(wcs_shape_pairs, *, resolution_arcsec: float | None = None, projection: str = "TAN",
-                auto_rotate: bool = False) -> tuple[WCS, tuple[int, int]]:
+def optimal_wcs(
+    wcs_shape_pairs,
+    *,
+    resolution_arcsec: float | None = None,
+    projection: str = "TAN",
+    auto_rotate: bool = False,
+) -> tuple[WCS, tuple[int, int]]:
     """Output WCS and shape covering all inputs (``reproject.mosaicking.find_optimal_celestial_wcs``).
 
     Parameters
@@ -1162,8 +1451,15 @@ def _reproject_fn(method, order):
     raise ParamError("method", f"unknown reprojection method {method!r}; choose one of {', '.join(_METHODS)}")
 
 
-def reproject_frames(frames, wcs_out: WCS, shape_out, *, method: str = "interp", order: str = "bilinear",
-                     rows: slice | None = None) -> tuple[np.ndarray, np.ndarray]:
+def reproject_frames(
+    frames,
+    wcs_out: WCS,
+    shape_out,
+    *,
+    method: str = "interp",
+    order: str = "bilinear",
+    rows: slice | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Reproject frames onto one output grid with the ``reproject`` package.
 
     Parameters
@@ -1235,9 +1531,20 @@ class CoaddResult:
     n_rejected: int = 0
 
 
-def coadd(frames, wcs_out: WCS | None = None, shape_out=None, *, method: str = "interp",
-          combine: str = "mean", reject: str | None = None, sigma: float = 3.0, maxiters: int = 5,
-          weights: Sequence[float] | None = None, band_rows: int = 128, order: str = "bilinear") -> CoaddResult:
+def coadd(
+    frames,
+    wcs_out: WCS | None = None,
+    shape_out=None,
+    *,
+    method: str = "interp",
+    combine: str = "mean",
+    reject: str | None = None,
+    sigma: float = 3.0,
+    maxiters: int = 5,
+    weights: Sequence[float] | None = None,
+    band_rows: int = 128,
+    order: str = "bilinear",
+) -> CoaddResult:
     """Reproject frames to a common grid and combine them, band by band.
 
     Output rows are processed in bands of ``band_rows`` so that only ``n_frames x band_rows x
@@ -1278,7 +1585,9 @@ def coadd(frames, wcs_out: WCS | None = None, shape_out=None, *, method: str = "
     from astropy.stats import sigma_clip
 
     if method not in _METHODS:
-        raise ParamError("method", f"unknown reprojection method {method!r}; choose one of {', '.join(_METHODS)}")
+        raise ParamError(
+            "method", f"unknown reprojection method {method!r}; choose one of {', '.join(_METHODS)}"
+        )
     if combine not in ("mean", "median", "sum"):
         raise ParamError("combine", f"unknown combine {combine!r}; choose mean, median or sum")
     if reject not in (None, "none", "sigma_clip"):
@@ -1305,14 +1614,23 @@ def coadd(frames, wcs_out: WCS | None = None, shape_out=None, *, method: str = "
     step = max(1, int(band_rows))
     for r0 in range(0, ny, step):
         r1 = min(ny, r0 + step)
-        stack, foot = reproject_frames(frames, wcs_out, (ny, nx), method=method, order=order, rows=slice(r0, r1))
+        stack, foot = reproject_frames(
+            frames, wcs_out, (ny, nx), method=method, order=order, rows=slice(r0, r1)
+        )
         cov[r0:r1] = foot.sum(axis=0)
         valid = np.isfinite(stack)
         if reject == "sigma_clip" and len(frames) >= 3:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", (AstropyUserWarning, RuntimeWarning))
-                clipped = sigma_clip(stack, sigma=sigma, maxiters=maxiters, axis=0, masked=True,
-                                     cenfunc="median", stdfunc="std")
+                clipped = sigma_clip(
+                    stack,
+                    sigma=sigma,
+                    maxiters=maxiters,
+                    axis=0,
+                    masked=True,
+                    cenfunc="median",
+                    stdfunc="mad_std",
+                )
             keep = ~np.ma.getmaskarray(clipped)
             n_rej += int(np.count_nonzero(valid & ~keep))
             valid &= keep
@@ -1346,9 +1664,19 @@ def _figure(figsize):
     return fig
 
 
-def plot_annotated(path, data, wcs: WCS, stars: Table | None = None, catalog: Table | None = None, *,
-                   title: str | None = None, max_catalog: int = 300, percent: float = 99.5,
-                   dpi: int = 100, label_mag: float | None = None):
+def plot_annotated(
+    path,
+    data,
+    wcs: WCS,
+    stars: Table | None = None,
+    catalog: Table | None = None,
+    *,
+    title: str | None = None,
+    max_catalog: int = 300,
+    percent: float = 99.5,
+    dpi: int = 100,
+    label_mag: float | None = None,
+):
     """Save a stretched image with a celestial grid, detected stars and catalogue stars.
 
     Uses astropy's WCSAxes (``projection=wcs``) on a matplotlib Agg figure and an
@@ -1387,8 +1715,11 @@ def plot_annotated(path, data, wcs: WCS, stars: Table | None = None, catalog: Ta
     fig = _figure((8.0, 8.0 * ny / nx + 0.6))
     ax = fig.add_subplot(1, 1, 1, projection=wcs.celestial)
     finite = img[np.isfinite(img)]
-    norm = ImageNormalize(finite if finite.size else np.zeros(1), interval=PercentileInterval(percent),
-                          stretch=AsinhStretch(0.1))
+    norm = ImageNormalize(
+        finite if finite.size else np.zeros(1),
+        interval=PercentileInterval(percent),
+        stretch=AsinhStretch(0.1),
+    )
     ax.imshow(img, origin="lower", cmap="gray", norm=norm, interpolation="nearest")
     ax.coords.grid(True, color="cyan", alpha=0.45, linestyle=":")
     ax.coords[0].set_axislabel("RA")
@@ -1399,19 +1730,28 @@ def plot_annotated(path, data, wcs: WCS, stars: Table | None = None, catalog: Ta
         from matplotlib.lines import Line2D
         from matplotlib.patches import Circle
 
-        size = np.asarray(stars["fwhm"], dtype=float) if "fwhm" in stars.colnames else np.full(len(stars), 3.0)
+        size = (
+            np.asarray(stars["fwhm"], dtype=float) if "fwhm" in stars.colnames else np.full(len(stars), 3.0)
+        )
         radius = np.clip(np.where(np.isfinite(size), 1.5 * size, 4.5), 3.0, 30.0)
-        circles = [Circle((float(a), float(b)), float(r)) for a, b, r in zip(stars["x"], stars["y"], radius)]
+        circles = [
+            Circle((float(a), float(b)), float(r))
+            for a, b, r in zip(stars["x"], stars["y"], radius, strict=True)
+        ]
         ax.add_collection(PatchCollection(circles, facecolors="none", edgecolors="lime", linewidths=0.8))
-        handles.append(Line2D([], [], marker="o", ls="none", mfc="none", mec="lime",
-                              label=f"detected ({len(stars)})"))
+        handles.append(
+            Line2D([], [], marker="o", ls="none", mfc="none", mec="lime", label=f"detected ({len(stars)})")
+        )
     if catalog is not None and len(catalog):
         sky = SkyCoord(np.asarray(catalog["ra"]) * u.deg, np.asarray(catalog["dec"]) * u.deg)
         px, py = wcs.world_to_pixel(sky)
-        inside = np.isfinite(px) & np.isfinite(py) & (px > -0.5) & (px < nx - 0.5) & (py > -0.5) & (py < ny - 0.5)
+        inside = (
+            np.isfinite(px) & np.isfinite(py) & (px > -0.5) & (px < nx - 0.5) & (py > -0.5) & (py < ny - 0.5)
+        )
         idx = np.nonzero(inside)[0][:max_catalog]
-        h = ax.scatter(px[idx], py[idx], marker="+", s=60, c="red", linewidths=0.9,
-                       label=f"catalogue ({len(idx)})")
+        h = ax.scatter(
+            px[idx], py[idx], marker="+", s=60, c="red", linewidths=0.9, label=f"catalogue ({len(idx)})"
+        )
         handles.append(h)
         if label_mag is not None and "mag" in catalog.colnames:
             for i in idx:
@@ -1429,8 +1769,9 @@ def plot_annotated(path, data, wcs: WCS, stars: Table | None = None, catalog: Ta
     return path
 
 
-def plot_residuals(path, residual_table: Table, *, image_shape=None, title: str | None = None,
-                   dpi: int = 100):
+def plot_residuals(
+    path, residual_table: Table, *, image_shape=None, title: str | None = None, dpi: int = 100
+):
     """Save an astrometric residual plot: vector map over the image and residual histogram.
 
     Parameters
@@ -1461,7 +1802,9 @@ def plot_residuals(path, residual_table: Table, *, image_shape=None, title: str 
     length = np.hypot(dx, dy)
     ref = float(np.nanmedian(length)) if len(length) and np.nanmedian(length) > 0 else 1.0
     gain = 0.08 * max(nx, ny) / ref  # median arrow = 8 % of the image size
-    q = ax.quiver(x, y, dx * gain, dy * gain, tot, angles="xy", scale_units="xy", scale=1, cmap="viridis", width=0.004)
+    q = ax.quiver(
+        x, y, dx * gain, dy * gain, tot, angles="xy", scale_units="xy", scale=1, cmap="viridis", width=0.004
+    )
     ax.quiverkey(q, 0.80, -0.16, ref * gain, f"{ref:.2f} px (median)", labelpos="W", coordinates="axes")
     fig.colorbar(q, ax=ax, label="residual (arcsec)")
     ax.set_xlim(-0.5, nx - 0.5)
@@ -1473,8 +1816,8 @@ def plot_residuals(path, residual_table: Table, *, image_shape=None, title: str 
     ax2 = fig.add_subplot(1, 2, 2)
     if len(tot):
         ax2.hist(tot, bins=max(5, min(40, len(tot) // 2)), color="steelblue")
-        rms = float(np.sqrt(np.mean(tot ** 2)))
-        ax2.axvline(rms, color="red", label=f"rms {rms:.2f}\"")
+        rms = float(np.sqrt(np.mean(tot**2)))
+        ax2.axvline(rms, color="red", label=f'rms {rms:.2f}"')
         ax2.legend()
     ax2.set_xlabel("residual (arcsec)")
     ax2.set_ylabel("stars")

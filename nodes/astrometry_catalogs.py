@@ -10,7 +10,9 @@ sorted by magnitude (brightest first). Sources:
     with the most stars (``index-tycho2-07``, 1.87 million stars) is used. Those files are
     *uniformized* by ``build-astrometry-index`` (at most 10 stars per 22.5 arcmin healpix cell,
     brightest first), so in rich fields (Milky Way, clusters) faint Tycho-2 stars are missing;
-    at high galactic latitude nearly all Tycho-2 stars are present. No colour.
+    at high galactic latitude nearly all Tycho-2 stars are present. A few of the brightest
+    stars are absent altogether (e.g. Alcyone and Electra in the Pleiades, checked with
+    astrometry.net's own ``query-starkd``). No colour.
 ``'kstars'``
     ``/usr/share/kstars/stars.dat`` from Debian ``kstars-data``: about 126,000 Hipparcos/Tycho
     stars to V = 9 with V, B-V and proper motion (GPL data, Jason Harris 2003).
@@ -27,6 +29,7 @@ The star kd-tree layout of astrometry.net index files (unit-sphere xyz stored as
 unsigned integers, with the magnitude in a "tag-along" table) follows astrometry.net's
 ``libkd``/``starkd`` (Lang et al. 2010, AJ 139, 1782; https://github.com/dstndstn/astrometry.net).
 """
+
 from __future__ import annotations
 
 import functools
@@ -227,7 +230,7 @@ class _IndexStars:
             # the tag-along table holds the magnitude (MAG_VT for the Debian Tycho-2 indexes)
             self.mag_name = None
             self.mag = np.full(n, np.nan, dtype=np.float32)
-            for i, hdu in enumerate(hdul[1:], start=1):
+            for hdu in hdul[1:]:
                 if hdu.header.get("AN_FILE", "").strip() == "TAGALONG":
                     names = [c.name for c in hdu.columns]
                     mags = [c for c in names if c.upper().startswith("MAG")]
@@ -374,8 +377,18 @@ def _hipparcos_all(path: str, mtime: float) -> Table:
     dt = 2000.0 - _HIP_EPOCH
     dec = np.degrees(dec_rad) + pmdec * dt / 3.6e6
     ra = (np.degrees(ra_rad) + pmra * dt / 3.6e6 / np.cos(dec_rad)) % 360.0
-    t = Table({"ra": ra, "dec": dec, "mag": hp, "bv": bv, "vi": vi, "pmra": pmra, "pmdec": pmdec,
-               "hip": hip.astype(np.int64)})
+    t = Table(
+        {
+            "ra": ra,
+            "dec": dec,
+            "mag": hp,
+            "bv": bv,
+            "vi": vi,
+            "pmra": pmra,
+            "pmdec": pmdec,
+            "hip": hip.astype(np.int64),
+        }
+    )
     t.meta.update(mag_band="Hp", epoch="J2000", source="hipparcos", path=path)
     return t
 
@@ -406,11 +419,16 @@ def _gaia_launch(query: str) -> Table:
 def _gaia_cone(center: SkyCoord, radius_deg: float, mag_limit, cache_dir, row_limit: int) -> Table:
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache = cache / "gaia"
-    where = f"1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {center.ra.deg:.7f}, {center.dec.deg:.7f}, {radius_deg:.7f}))"
+    where = (
+        f"1=CONTAINS(POINT('ICRS', ra, dec), "
+        f"CIRCLE('ICRS', {center.ra.deg:.7f}, {center.dec.deg:.7f}, {radius_deg:.7f}))"
+    )
     if mag_limit is not None:
         where += f" AND phot_g_mean_mag <= {float(mag_limit):.3f}"
-    query = (f"SELECT TOP {int(row_limit)} source_id, ra, dec, phot_g_mean_mag, bp_rp, pmra, pmdec "
-             f"FROM gaiadr3.gaia_source WHERE {where} ORDER BY phot_g_mean_mag")
+    query = (
+        f"SELECT TOP {int(row_limit)} source_id, ra, dec, phot_g_mean_mag, bp_rp, pmra, pmdec "
+        f"FROM gaiadr3.gaia_source WHERE {where} ORDER BY phot_g_mean_mag"
+    )
     key = hashlib.sha1(query.encode()).hexdigest()[:20]
     path = cache / f"gaia-dr3-{key}.ecsv"
     if path.exists():
@@ -432,15 +450,17 @@ def _gaia_cone(center: SkyCoord, radius_deg: float, mag_limit, cache_dir, row_li
             f"'kstars' or 'hipparcos'; cached Gaia queries live in {cache}"
         ) from exc
     cols = {c.lower(): c for c in res.colnames}
-    t = Table({
-        "ra": np.asarray(res[cols["ra"]], dtype=float),
-        "dec": np.asarray(res[cols["dec"]], dtype=float),
-        "mag": np.asarray(res[cols["phot_g_mean_mag"]], dtype=float),
-        "bp_rp": np.asarray(np.ma.filled(res[cols["bp_rp"]], np.nan), dtype=float),
-        "pmra": np.asarray(np.ma.filled(res[cols["pmra"]], np.nan), dtype=float),
-        "pmdec": np.asarray(np.ma.filled(res[cols["pmdec"]], np.nan), dtype=float),
-        "source_id": np.asarray(res[cols["source_id"]], dtype=np.int64),
-    })
+    t = Table(
+        {
+            "ra": np.asarray(res[cols["ra"]], dtype=float),
+            "dec": np.asarray(res[cols["dec"]], dtype=float),
+            "mag": np.asarray(res[cols["phot_g_mean_mag"]], dtype=float),
+            "bp_rp": np.asarray(np.ma.filled(res[cols["bp_rp"]], np.nan), dtype=float),
+            "pmra": np.asarray(np.ma.filled(res[cols["pmra"]], np.nan), dtype=float),
+            "pmdec": np.asarray(np.ma.filled(res[cols["pmdec"]], np.nan), dtype=float),
+            "source_id": np.asarray(res[cols["source_id"]], dtype=np.int64),
+        }
+    )
     t.meta.update(mag_band="G", epoch="J2016.0", source="gaia", query=query)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -453,10 +473,17 @@ def _gaia_cone(center: SkyCoord, radius_deg: float, mag_limit, cache_dir, row_li
 # public entry point
 
 
-def load_catalog(source: str, center, radius_deg: float, *, mag_limit: float | None = None,
-                 index_dirs: Sequence[str | os.PathLike] | None = None,
-                 path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-                 row_limit: int = 100_000) -> Table:
+def load_catalog(
+    source: str,
+    center,
+    radius_deg: float,
+    *,
+    mag_limit: float | None = None,
+    index_dirs: Sequence[str | os.PathLike] | None = None,
+    path: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    row_limit: int = 100_000,
+) -> Table:
     """Cone search of a reference star catalogue.
 
     Parameters
@@ -495,7 +522,9 @@ def load_catalog(source: str, center, radius_deg: float, *, mag_limit: float | N
     """
     src = str(source).lower().replace("-", "").replace("_", "")
     if src not in CATALOG_SOURCES:
-        raise ParamError("source", f"unknown catalogue {source!r}; choose one of {', '.join(CATALOG_SOURCES)}")
+        raise ParamError(
+            "source", f"unknown catalogue {source!r}; choose one of {', '.join(CATALOG_SOURCES)}"
+        )
     radius_deg = float(radius_deg)
     if not radius_deg > 0:
         raise ParamError("radius_deg", f"must be > 0, got {radius_deg}")

@@ -9,6 +9,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 APT_PACKAGES=(
   astrometry.net astrometry-data-tycho2       # offline plate solving, Tycho-2 index files
+  kstars-data                                  # stars.dat: V and B-V to V = 9, offline
   xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
   libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libegl1 libgl1 libfontconfig1
   libdbus-1-3                                  # Qt (PySide6) under Xvfb or offscreen
