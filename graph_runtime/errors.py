@@ -27,6 +27,15 @@ class FrameReadError(StarloomError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class FrameWriteError(StarloomError):
+    """A frame cannot be written to ``path`` (bad data, dtype or header); names the file."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 class NodeError(StarloomError):
     """A node failed while running; names the node id (and frame, when per frame)."""
 

@@ -26,7 +26,7 @@ from astropy.nddata import (CCDData, InverseVariance, StdDevUncertainty,
                             VarianceUncertainty)
 from astropy.wcs import FITSFixedWarning
 
-from starloom.graph_runtime.errors import FrameReadError, StarloomError
+from starloom.graph_runtime.errors import FrameReadError, FrameWriteError, StarloomError
 
 __all__ = [
     "FRAME_KEYWORDS", "FRAME_TYPES", "HeaderRepairWarning", "FrameWriteError",
@@ -74,13 +74,6 @@ class HeaderRepairWarning(UserWarning):
     """A header card was not FITS standard and was repaired in memory (never in the file)."""
 
 
-class FrameWriteError(StarloomError):
-    """A frame cannot be written to ``path`` (bad data, dtype or header); names the file."""
-
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 def normalize_imagetyp(value) -> str | None:
