@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import sys
 from importlib import resources
 from pathlib import Path
 
-from starloom.serialization import GraphFileError, SCHEMA_FILE, json_schema, load_graph
+from starloom.serialization import GraphFileError, json_schema, load_graph
 
 from .cache import Cache
 from .errors import StarloomError

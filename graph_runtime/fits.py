@@ -26,7 +26,7 @@ from astropy.nddata import (CCDData, InverseVariance, StdDevUncertainty,
                             VarianceUncertainty)
 from astropy.wcs import FITSFixedWarning
 
-from starloom.graph_runtime.errors import FrameReadError, FrameWriteError, StarloomError
+from starloom.graph_runtime.errors import FrameReadError, FrameWriteError
 
 __all__ = [
     "FRAME_KEYWORDS", "FRAME_TYPES", "HeaderRepairWarning", "FrameWriteError",

@@ -16,7 +16,6 @@ from starloom.graph_runtime.frames import FrameRef, FrameSeries, sha256_json
 from starloom.graph_runtime.node import Node, Params, PathParam, Port, expand_paths
 
 from . import stretch as stretching
-from ._common import provenance
 
 FITS_PATTERNS = "*.fit,*.fits,*.fts,*.FIT,*.FITS,*.FTS,*.fit.fz,*.fits.fz,*.fits.gz"
 

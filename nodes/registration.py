@@ -12,7 +12,6 @@ import astroalign
 import numpy as np
 import sep
 from astropy.nddata import CCDData
-from astropy.stats import sigma_clipped_stats
 from pydantic import Field
 from scipy.ndimage import median_filter
 from skimage.transform import warp as warp_image

@@ -1,7 +1,6 @@
 """Shared fixtures: the real-data folder, a scratch cache, and a small graph runner."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
