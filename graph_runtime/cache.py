@@ -203,6 +203,8 @@ def value_key(value: Any) -> str | dict:
         header = as_header(value.header).copy()
         header.remove("DATE", ignore_missing=True)
         h.update(header.tostring().encode())
+        if value.wcs is not None:
+            h.update(value.wcs.to_header_string(relax=True).encode())
         h.update(str(value.unit).encode())
     elif isinstance(value, Table):
         import io

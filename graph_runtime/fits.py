@@ -24,7 +24,7 @@ from astropy.io import fits
 from astropy.io.fits.verify import VerifyError, VerifyWarning
 from astropy.nddata import (CCDData, InverseVariance, StdDevUncertainty,
                             VarianceUncertainty)
-from astropy.wcs import FITSFixedWarning
+from astropy.wcs import WCS, FITSFixedWarning
 
 from starloom.graph_runtime.errors import FrameReadError, FrameWriteError
 
@@ -339,6 +339,8 @@ def _celestial_wcs(header):
     # CCDData.read's own helper: builds the WCS and removes the keywords it now holds, so that a
     # later change of the WCS cannot leave stale CDi_j/PCi_j/SIP cards behind. Private API.
     from astropy.nddata.ccddata import _generate_wcs_and_update_header
+    if header.get("NAXIS") == 3 and "CTYPE1" in header:
+        return _planar_celestial_wcs(header)
     with warnings.catch_warnings():
         # wcslib's notes on fixes (RADECSYS -> RADESYS, MJD-OBS from DATE-OBS) are routine.
         warnings.simplefilter("ignore", FITSFixedWarning)
@@ -348,6 +350,26 @@ def _celestial_wcs(header):
     # The helper leaves the old CROTAi cards, which would then contradict the PCi_j written back.
     for key in ("CROTA1", "CROTA2"):
         stripped.remove(key, ignore_missing=True)
+    return stripped, wcs
+
+
+def _planar_celestial_wcs(header):
+    """The 2-D celestial WCS of a planar RGB (NAXIS3 = 3) image.
+
+    astropy's helper builds a 3-axis WCS there, which SIP distortion does not allow; the colour
+    planes share one sky projection, so the first two axes are the WCS.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(header, naxis=2, relax=True)
+    if not wcs.has_celestial:
+        return header, None
+    stripped = header.copy()
+    for key in list(wcs.to_header(relax=True)) + ["CROTA1", "CROTA2"]:
+        stripped.remove(key, ignore_missing=True, remove_all=True)
+    for key in list(stripped):
+        if key.split("_")[0] in ("A", "B", "AP", "BP") and "_" in key:
+            stripped.remove(key, ignore_missing=True, remove_all=True)
     return stripped, wcs
 
 

@@ -243,8 +243,8 @@ class Run:
         t0 = time.perf_counter()
         try:
             if cls.per_frame:
-                out, diagnostics = self._per_frame(pn, inputs, in_keys, fp, params_json, result)
-                files = {}
+                out, diagnostics, files = self._per_frame(pn, inputs, in_keys, fp, params_json,
+                                                          result)
             else:
                 ctx = NodeContext(self, nid)
                 out = cls().run(ctx, pn.params, **inputs)
@@ -276,12 +276,15 @@ class Run:
         out_ports = list(cls.outputs)
         refs: dict[str, list[FrameRef | None]] = {p: [None] * len(series) for p in out_ports}
         diagnostics: dict[str, Any] = {}
+        files: dict[str, Path] = {}  # every frame's artifacts, so a cached node restores them
         todo = []
         for i, ref in enumerate(series.refs):
             fkey, fpre = node_key(cls.type_id, cls.version, params_json,
                                   {port: ref.key, **shared_keys}, fp)
             if nid not in self.force and self.cache.has(fkey):
                 man = self.cache.manifest(fkey)
+                files.update({rel: self.dir / rel for rel in man.get("files", [])})
+                self.cache.restore_files(fkey, self.dir)
                 if man.get("rejected") is None:
                     for p in out_ports:
                         refs[p][i] = FrameRef.from_json(man["frames"][p])
@@ -303,9 +306,9 @@ class Run:
                 ctx.diagnostics["rejected"] = str(e)
                 self.cache.put(fkey, {}, {"pre_image": fpre, "node": nid, "frame": ref.name,
                                           "rejected": str(e), "diagnostics": ctx.diagnostics},
-                               remember=False)
+                               files=ctx.files, remember=False)
                 self.emit("frame_rejected", node=nid, frame=ref.name, message=str(e))
-                return None, ctx.diagnostics, time.perf_counter() - t0
+                return None, ctx.diagnostics, time.perf_counter() - t0, ctx.files
             except (Cancelled, NodeError):
                 raise
             except Exception as e:
@@ -322,11 +325,14 @@ class Run:
             seconds = time.perf_counter() - t0
             self.cache.put(fkey, out, {"pre_image": fpre, "node": nid, "frame": ref.name,
                                        "seconds": seconds, "frames": frames,
-                                       "diagnostics": ctx.diagnostics}, remember=False)
-            return frames, ctx.diagnostics, seconds
+                                       "diagnostics": ctx.diagnostics},
+                           files=ctx.files, remember=False)
+            return frames, ctx.diagnostics, seconds, ctx.files
 
-        for n_done, (j, (frames, diag, seconds)) in enumerate(self.executor.map(compute, todo), 1):
+        for n_done, (j, (frames, diag, seconds, frame_files)) in enumerate(
+                self.executor.map(compute, todo), 1):
             i, ref = todo[j][0], todo[j][1]
+            files.update(frame_files)
             if frames is not None:
                 for p in out_ports:
                     refs[p][i] = FrameRef.from_json(frames[p])
@@ -338,7 +344,7 @@ class Run:
         if series.refs and not any(kept.values()):
             raise NodeError(nid, f"every frame was rejected (e.g. {series.refs[0].name}: "
                                  f"{diagnostics[series.refs[0].name].get('rejected')})")
-        return {p: FrameSeries(r) for p, r in kept.items()}, {"frames": diagnostics}
+        return {p: FrameSeries(r) for p, r in kept.items()}, {"frames": diagnostics}, files
 
     def _write_artifact(self, nid: str, diagnostics: dict):
         if diagnostics:

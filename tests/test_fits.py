@@ -524,3 +524,21 @@ def test_write_does_not_touch_caller_data(tmp_path):
     np.testing.assert_array_equal(frame.data, data)
     np.testing.assert_array_equal(frame.uncertainty.array, 1.0)
     assert frame.header == header_before
+
+
+def test_rgb_image_keeps_its_tan_sip_wcs(tmp_path):
+    from astropy.wcs import Sip, WCS
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    w.wcs.crval = [56.75, 24.1]
+    w.wcs.crpix = [16.5, 12.5]
+    w.wcs.cd = [[-2e-4, 0], [0, 2e-4]]
+    a = np.zeros((3, 3)); a[2, 0] = 1e-6
+    w.sip = Sip(a, np.zeros((3, 3)), None, None, w.wcs.crpix)
+    rgb = CCDData(np.random.default_rng(1).random((3, 24, 32)).astype(np.float32), unit="adu", wcs=w)
+    path = sf.write_frame(rgb, tmp_path / "rgb.fits")
+    back = sf.read_frame(path)
+    assert back.shape == (3, 24, 32) and back.wcs is not None and back.wcs.sip is not None
+    sky0, sky1 = w.pixel_to_world(30.0, 20.0), back.wcs.pixel_to_world(30.0, 20.0)
+    assert sky0.separation(sky1).arcsec < 1e-6
+    assert "A_2_0" not in back.header  # the WCS cards live in .wcs, not twice

@@ -202,6 +202,7 @@ def test_per_frame_node_can_reject_frames(session_dir, tmp_path, monkeypatch):
     original = StarAlign.run
 
     def picky(self, ctx, params, **kw):
+        ctx.artifact_path(f"{ctx.frame}.txt").write_text(ctx.frame)  # a per-frame artifact
         if ctx.frame == "light_003":
             raise FrameRejected("too few stars")
         return original(self, ctx, params, **kw)
@@ -216,3 +217,15 @@ def test_per_frame_node_can_reject_frames(session_dir, tmp_path, monkeypatch):
     assert "rejected light_003: too few stars" in (tmp_path / "r1/artifacts/report.html").read_text()
     r2 = run(pipeline(session_dir), tmp_path / "r2", Cache(tmp_path / "cache"))
     assert r2.executed == [] and r2.frames_computed == 0  # the rejection is cached too
+    # Per-frame artifact files come back from the cache, for a cached node ...
+    assert (tmp_path / "r2/artifacts/register/light_003.txt").read_text() == "light_003"
+    # ... and for the cached frames of a node that re-runs because a light was added.
+    lights = tmp_path / "lights"
+    lights.mkdir()
+    for f in list((session_dir / "lights").glob("*.fits")) + [session_dir / "spare/light_005.fits"]:
+        (lights / f.name).write_bytes(f.read_bytes())
+    r3 = run(pipeline(session_dir), tmp_path / "r3", Cache(tmp_path / "cache"),
+             params={"lights": str(lights)})
+    assert "register" in r3.executed and r3.frames_computed == 2
+    assert sorted(p.name for p in (tmp_path / "r3/artifacts/register").iterdir()) == [
+        f"light_{i:03d}.txt" for i in range(6)]
