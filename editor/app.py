@@ -14,7 +14,7 @@ from qtpy.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow,
                             QPlainTextEdit, QScrollArea)
 from ryvencore_qt import NodeListWidget
 
-from starloom.serialization import GraphFileError
+from starloom.serialization import GraphFileError, load_graph
 
 from .forms import GraphForm, ParamForm
 from .graph_editor import GraphEditor
@@ -27,15 +27,15 @@ IMAGE_FILTER = ("Images (*.fits *.fit *.fts *.fits.gz *.fits.fz *.png *.jpg *.jp
 
 def _event_line(ev: dict) -> str | None:
     kind, node = ev["event"], ev.get("node")
-    if kind == "progress":
+    if kind in ("progress", "run_finished"):  # the run's end is logged with its folder
         return None
-    text = {"run_started": "run started", "run_finished": f"run {ev.get('status')} "
-            f"({ev.get('seconds')} s)", "run_cancelled": "run cancelled",
+    text = {"run_started": "run started", "run_cancelled": "run cancelled",
             "node_started": f"{node}: running", "node_cached": f"{node}: cached",
             "node_finished": f"{node}: done ({ev.get('seconds')} s)",
             "node_failed": f"{node}: FAILED {ev.get('message', '')}",
             "frame_computed": f"{node}: frame {ev.get('frame')} computed",
             "frame_cached": f"{node}: frame {ev.get('frame')} cached",
+            "frame_rejected": f"{node}: frame {ev.get('frame')} rejected: {ev.get('message')}",
             "warning": f"{node}: warning: {ev.get('message', '')}"}.get(kind, kind)
     return f"{ev.get('t', '')[11:19]}  {text}"
 
@@ -59,6 +59,7 @@ class EditorWindow(QMainWindow):
         super().__init__()
         self.editor = ed = GraphEditor(self, registry, cache_dir, runs_dir)
         self.viewers: list = []
+        self.docks: dict[str, QDockWidget] = {}
         self.ask_before_discarding = True
         self.setCentralWidget(ed.view)
         self.resize(1500, 900)
@@ -78,10 +79,8 @@ class EditorWindow(QMainWindow):
         self._dock("Run log", self.log, Qt.BottomDockWidgetArea)
         self.form = None
 
-        undo = ed.view._undo_action
-        redo = ed.view._redo_action
         menus = {
-            "&File": [("&New", QKeySequence.New, ed.new),
+            "&File": [("&New", QKeySequence.New, self.new),
                       ("&Open…", QKeySequence.Open, self.open_dialog),
                       ("&Save", QKeySequence.Save, self.save),
                       ("Save &as…", QKeySequence.SaveAs, self.save_as),
@@ -89,9 +88,11 @@ class EditorWindow(QMainWindow):
                       ("Open &image…", "Ctrl+I", self.open_image_dialog),
                       None,
                       ("&Quit", QKeySequence.Quit, self.close)],
-            "&Edit": [undo, redo, None,
-                      ("&Delete selected", QKeySequence.Delete,
-                       ed.view.remove_selected_components__cmd),
+            # Undo, redo and delete keys are the flow view's own shortcuts.
+            "&Edit": [("&Undo\tCtrl+Z", None, ed.view._undo_activated),
+                      ("&Redo\tCtrl+Y", None, ed.view._redo_activated),
+                      None,
+                      ("&Delete selected\tDel", None, ed.view.remove_selected_components__cmd),
                       ("&Arrange nodes", "Ctrl+L", ed.arrange)],
             "&Run": [("&Run graph", "F5", ed.run),
                      ("Run, &recomputing all", "Shift+F5",
@@ -106,16 +107,14 @@ class EditorWindow(QMainWindow):
                 if entry is None:
                     menu.addSeparator()
                     continue
-                if not isinstance(entry, QAction):
-                    text, keys, fn = entry
-                    action = QAction(text.replace("…", ""), self)
-                    action.setText(text)
+                text, keys, fn = entry
+                action = QAction(text, self)
+                if keys is not None:
                     action.setShortcut(QKeySequence(keys))
-                    action.triggered.connect(lambda _=False, fn=fn: fn())
-                    entry = action
-                menu.addAction(entry)
-                if entry.text().replace("&", "") in ("Open…", "Save", "Run graph", "Cancel run"):
-                    toolbar.addAction(entry)
+                action.triggered.connect(lambda _=False, fn=fn: fn())
+                menu.addAction(action)
+                if text.replace("&", "") in ("Open…", "Save", "Run graph", "Cancel run"):
+                    toolbar.addAction(action)
 
         ed.selection_changed.connect(self._show_form)
         ed.changed.connect(self._update_title)
@@ -130,6 +129,7 @@ class EditorWindow(QMainWindow):
         dock.setObjectName(title)
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
+        self.docks[title] = dock
         return dock
 
     # --- files ----------------------------------------------------------------------------------
@@ -143,19 +143,27 @@ class EditorWindow(QMainWindow):
         self._show_form(None)
         return True
 
+    def new(self):
+        """Start an empty graph (after asking about unsaved changes)."""
+        if self._may_discard():
+            self.editor.new()
+
     def open_dialog(self):
+        """Ask for a graph file and open it."""
         if self._may_discard():
             path, _ = QFileDialog.getOpenFileName(self, "Open graph", "", GRAPH_FILTER)
             if path:
                 self.open(path)
 
     def save(self) -> bool:
+        """Save to the graph's file (asking for one if it has none); False if not saved."""
         if self.editor.path is None:
             return self.save_as()
         self.editor.save()
         return True
 
     def save_as(self) -> bool:
+        """Ask for a file name and save there; False if cancelled."""
         path, _ = QFileDialog.getSaveFileName(self, "Save graph", str(self.editor.path or ""),
                                               GRAPH_FILTER)
         if not path:
@@ -164,6 +172,7 @@ class EditorWindow(QMainWindow):
         return True
 
     def open_image_dialog(self):
+        """Ask for a FITS (or JPEG/PNG/TIFF) file and open it in a viewer."""
         path, _ = QFileDialog.getOpenFileName(self, "Open image", "", IMAGE_FILTER)
         if path:
             self._show_viewer(ImageViewer.from_file(path))
@@ -209,9 +218,10 @@ class EditorWindow(QMainWindow):
             self._log(line)
 
     # --- viewers --------------------------------------------------------------------------------
-    def view_output(self, node_id: str):
-        """Open a viewer on the node's latest image output (or on the image file it wrote)."""
-        found = self.editor.image_output(node_id)
+    def view_output(self, node_id: str, port: str | None = None):
+        """Open a viewer on an image output of the node (default: its first), or on the image
+        file it wrote; returns the viewer, or None if the node has no output yet."""
+        found = self.editor.image_output(node_id, port)
         if found is not None:
             port, value = found
             return self._show_viewer(ImageViewer(value, f"{node_id}.{port}"))
@@ -237,10 +247,18 @@ def main(graph: str | os.PathLike | None = None) -> int:
     graph : path, optional
         Graph file to open.
     """
+    doc = None
+    if graph is not None:
+        try:
+            doc = load_graph(graph)
+        except GraphFileError as e:
+            print(f"starloom: {e}", file=sys.stderr)
+            return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Starloom editor")
     window = EditorWindow()
-    if graph is not None and not window.open(graph):
-        return 2
+    if doc is not None:
+        window.editor.load(doc, graph)
+        window._show_form(None)
     window.show()
     return app.exec()

@@ -129,6 +129,7 @@ class FieldEditor:
                 self.input.setValue(int(value))
             else:
                 self.input.setText(to_text(value))
+                self.input.setCursorPosition(0)  # show the start of long values
         finally:
             self.input.blockSignals(False)
 
@@ -223,6 +224,7 @@ class ParamForm(_Form):
 
     @property
     def node_id(self) -> str:
+        """The node's id (it follows renames)."""
         return self.spec.id
 
     def commit(self, name: str, value: Any) -> str | None:
@@ -232,8 +234,8 @@ class ParamForm(_Form):
         return error
 
     def refresh(self):
-        if self.spec not in self.editor.doc.nodes:
-            return
+        if not any(s is self.spec for s in self.editor.doc.nodes):
+            return  # the node was deleted
         self.id_edit.setText(self.spec.id)
         self.label_edit.setText(self.spec.ui.label or "")
         for name, fe in self.fields.items():
@@ -270,8 +272,10 @@ class GraphForm(_Form):
         return error
 
     def refresh(self):
-        self.name_edit.setText(self.editor.doc.metadata.name)
-        self.descr_edit.setText(self.editor.doc.metadata.description)
+        for edit, text in ((self.name_edit, self.editor.doc.metadata.name),
+                           (self.descr_edit, self.editor.doc.metadata.description)):
+            edit.setText(text)
+            edit.setCursorPosition(0)
         for name, fe in self.fields.items():
             if name in self.editor.doc.parameters:
                 fe.show(self.editor.doc.parameters[name].default)

@@ -30,7 +30,8 @@ from starloom.graph_runtime.registry import default_registry
 from starloom.graph_runtime.run import Run, RunResult, new_run_dir
 from starloom.serialization import EdgeSpec, GraphDocument, NodeSpec, UI, load_graph, save_graph
 
-from .nodes import IMAGE_TYPES, ryven_node_class, ryven_node_classes
+from .nodes import (IMAGE_TYPES, describe, ryven_node_class, ryven_node_classes, show_value,
+                    wrap_title)
 from .viewer import preview_image
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -41,8 +42,8 @@ LAYER_DX, ROW_GAP, MARGIN = 290, 40, 40
 class _Bridge(QObject):
     """Carries worker-thread run events to the GUI thread (queued signal connections)."""
 
-    event = Signal(object)
-    finished = Signal(object)
+    event = Signal(int, object)     # run token, event dict
+    finished = Signal(int, object)  # run token, RunResult
 
 
 class GraphEditor(QObject):
@@ -81,7 +82,7 @@ class GraphEditor(QObject):
     message = Signal(str)              # a line for the status bar / log
     run_event = Signal(object)         # every runtime event (dict)
     run_finished = Signal(object)      # RunResult, or GraphValidationError if nothing ran
-    view_requested = Signal(str)       # node id whose image output should be shown
+    view_requested = Signal(str, object)  # node id and port (or None) to show in a viewer
 
     def __init__(self, parent=None, registry=None, cache_dir=None, runs_dir=None):
         super().__init__(parent)
@@ -89,6 +90,8 @@ class GraphEditor(QObject):
         self.cache_dir = cache_dir
         self.runs_dir = runs_dir
         self.session_gui = SessionGUI(parent)
+        design = self.session_gui.design
+        design.set_flow_theme(design.flow_theme_by_name("Fusion"))  # light; see nodes.TITLE_FONT
         self.session = self.session_gui.core_session
         self.classes = ryven_node_classes(self.registry)
         self.session.register_node_types(list(self.classes.values()))
@@ -99,17 +102,21 @@ class GraphEditor(QObject):
         self.view.check_connection_validity_request.disconnect()
         self.view.check_connection_validity_request.connect(self._check_connection)
         self.flow.check_connection_validity = self._check_connection
+        # Ryven's drawings and its empty flow menu are not part of a Starloom graph.
+        self.view._menu_layout_proxy.hide()
+        self.view._stylus_modes_proxy.hide()
         # Ryven's copy/paste puts pickled node state on the clipboard: not in this editor.
         for sc in self.view.findChildren(QShortcut):
             if sc.key() in (QKeySequence(QKeySequence.Copy), QKeySequence(QKeySequence.Cut),
                             QKeySequence(QKeySequence.Paste)):
                 sc.setEnabled(False)
         self.flow.node_created.sub(self._node_created)
-        self.flow.node_added.sub(self._node_added)
+        self.flow.node_added.sub(self._node_added, nice=-1)  # before the view selects it
         self.flow.node_removed.sub(self._node_removed)
         self.flow.connection_added.sub(self._connection_added)
         self.flow.connection_removed.sub(self._connection_removed)
         self.view.nodes_selection_changed.connect(self._selection)
+        self.view._undo_stack.indexChanged.connect(self._undo_index_changed)  # moves too
         self._bridge = _Bridge()
         self._bridge.event.connect(self._on_run_event)
         self._bridge.finished.connect(self._on_run_finished)
@@ -117,6 +124,7 @@ class GraphEditor(QObject):
         self._loading = False
         self._run: Run | None = None
         self._thread: threading.Thread | None = None
+        self._token = 0  # events of a run started before the last load() are dropped
         self.doc = GraphDocument()
         self.path: Path | None = None
         self.states: dict[str, str] = {}
@@ -132,6 +140,8 @@ class GraphEditor(QObject):
         to right, and the document counts as modified.
         """
         self.cancel()
+        self._thread, self._run = None, None
+        self._token += 1
         self._loading = True
         try:
             for out, inps in list(self.flow.graph_adj.items()):
@@ -146,11 +156,11 @@ class GraphEditor(QObject):
                 self._create(spec)
             for e in doc.edges:
                 out, inp = self._ports(e.from_, e.to)
-                if out is not None and inp is not None:
+                if out is not None and inp is not None and self.flow.connected_output(inp) is None:
                     self.flow.add_connection((out, inp))
-                else:
-                    self.message.emit(f"edge {e.from_} -> {e.to}: no such node or port; "
-                                      "kept in the file, not drawn")
+                else:  # `starloom validate` names the problem; the file keeps the edge
+                    self.message.emit(f"edge {e.from_} -> {e.to} is not drawn: no such port, "
+                                      "or the input is fed twice")
         finally:
             self._loading = False
         self.view._undo_stack.clear()
@@ -175,6 +185,8 @@ class GraphEditor(QObject):
         A node keeps its stored position unless its item was moved (by half a pixel or more).
         """
         for node in self.flow.nodes:
+            if node not in self.view.node_items:  # being placed right now
+                continue
             x, y = self._top_left(node)
             ui = node.spec.ui
             if abs(x - ui.x) >= 0.5 or abs(y - ui.y) >= 0.5:
@@ -198,6 +210,7 @@ class GraphEditor(QObject):
 
     # --- nodes and edges ------------------------------------------------------------------------
     def node_ids(self) -> list[str]:
+        """Ids of the document's nodes, in document order."""
         return [n.id for n in self.doc.nodes]
 
     def node(self, node_id: str):
@@ -347,7 +360,7 @@ class GraphEditor(QObject):
                 spec.params.pop(name, None)
             else:
                 spec.params[name] = v
-            self._body(spec.id).set_message("")
+            self._set_message(spec.id, "")
             self.params_changed.emit(spec.id)
             self.changed.emit()
 
@@ -417,9 +430,11 @@ class GraphEditor(QObject):
         """Set the node's display label (``ui.label``; empty or the type's title clears it)."""
         node = self.node(node_id)
         title = type(node).title
-        label = (label or "").strip() or None
+        label = " ".join((label or "").split()) or None
         node.spec.ui.label = None if label == title else label
-        NodeGUI.set_display_title(node.gui, label or title)
+        x, y = self._top_left(node)
+        NodeGUI.set_display_title(node.gui, wrap_title(label or title))
+        self._place(node, x, y)
         self.params_changed.emit(node_id)
         self.changed.emit()
 
@@ -434,6 +449,7 @@ class GraphEditor(QObject):
     # --- running --------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
+        """Whether a run is in progress."""
         return self._thread is not None
 
     def run(self, force: set[str] = frozenset()) -> bool:
@@ -448,7 +464,7 @@ class GraphEditor(QObject):
         base = self.path.parent if self.path else Path.cwd()
         for nid in self.node_ids():
             self._set_state(nid, None)
-            self._body(nid).set_message("")
+            self._set_message(nid, "")
         try:
             p = plan(doc, self.registry, base_dir=base.resolve(),
                      source=self.path.name if self.path else "graph")
@@ -456,11 +472,9 @@ class GraphEditor(QObject):
             for prob in e.problems:
                 if prob.node in self.node_ids():
                     self._set_state(prob.node, "failed")
-                    body = self._body(prob.node)
-                    text = body.message.text()
-                    body.set_message((text + "\n" if text else "") +
-                                     (f"{prob.where}: " if prob.where else "") + prob.message)
-                    self._relayout(self.node(prob.node))
+                    text = self._body(prob.node).message.text()
+                    self._set_message(prob.node, (text + "\n" if text else "") +
+                                      (f"{prob.where}: " if prob.where else "") + prob.message)
             self.message.emit(str(e))
             self.run_finished.emit(e)
             return False
@@ -469,7 +483,7 @@ class GraphEditor(QObject):
         previews = {pn.spec.id: pn.cls for pn in p.nodes}
 
         def listener(ev):  # worker thread: only emit signals from here
-            self._bridge.event.emit(dict(ev))
+            self._bridge.event.emit(token, dict(ev))
             if ev["event"] in ("node_finished", "node_cached") and ev.get("key"):
                 try:
                     values = run.cache.get(ev["key"])
@@ -477,12 +491,14 @@ class GraphEditor(QObject):
                     image = preview_image(values[port]) if port else None
                 except Exception as exc:  # a preview must never break the run
                     values, image = None, None
-                    self._bridge.event.emit({"event": "warning", "node": ev["node"],
-                                             "message": f"no preview: {exc}"})
-                self._bridge.event.emit({"event": "outputs", "node": ev["node"],
-                                         "values": values, "preview": image})
+                    self._bridge.event.emit(token, {"event": "warning", "node": ev["node"],
+                                                    "message": f"no preview: {exc}"})
+                self._bridge.event.emit(token, {"event": "outputs", "node": ev["node"],
+                                                "values": values, "preview": image})
 
         run.listeners.append(listener)
+        self._token += 1
+        token = self._token
 
         def work():
             try:
@@ -490,7 +506,7 @@ class GraphEditor(QObject):
             except Exception as exc:  # e.g. the run folder cannot be written
                 run.close()
                 result = RunResult("failed", run_dir, error=f"{type(exc).__name__}: {exc}")
-            self._bridge.finished.emit(result)
+            self._bridge.finished.emit(token, result)
 
         self._run = run
         self._thread = threading.Thread(target=work, name="starloom-run", daemon=True)
@@ -505,11 +521,14 @@ class GraphEditor(QObject):
             if wait and self._thread is not None:
                 self._thread.join()
 
-    def _on_run_event(self, ev: dict):
+    def _on_run_event(self, token: int, ev: dict):
+        if token != self._token:
+            return
         kind, nid = ev["event"], ev.get("node")
         if kind == "run_started":
             for n in ev.get("nodes", []):
-                self._set_state(n, "pending")
+                if n in self.node_ids():
+                    self._set_state(n, "pending")
         elif nid not in self.node_ids():
             pass
         elif kind == "node_started":
@@ -522,18 +541,22 @@ class GraphEditor(QObject):
             self._set_state(nid, "done", f"{ev.get('seconds', 0):.1f} s")
         elif kind == "node_failed":
             self._set_state(nid, "failed")
-            self._body(nid).set_message(ev.get("message", ""))
-            self._relayout(self.node(nid))
+            self._set_message(nid, ev.get("message", ""))
         elif kind == "outputs":
             if ev["values"] is not None:
                 self.outputs[nid] = ev["values"]
+                for out in self.node(nid).outputs:
+                    if out.label_str in ev["values"]:
+                        show_value(out, describe(ev["values"][out.label_str]))
             if ev["preview"] is not None:
                 self._body(nid).set_thumbnail(ev["preview"])
                 self._relayout(self.node(nid))
         if kind != "outputs":
             self.run_event.emit(ev)
 
-    def _on_run_finished(self, result: RunResult):
+    def _on_run_finished(self, token: int, result: RunResult):
+        if token != self._token:
+            return
         if self._thread is not None:
             self._thread.join()
         self._thread, self._run = None, None
@@ -545,14 +568,15 @@ class GraphEditor(QObject):
                           + f" ({result.run_dir})")
         self.run_finished.emit(result)
 
-    def view_output(self, node_id: str):
-        """Ask the window to show the node's latest image output (see :attr:`view_requested`)."""
-        self.view_requested.emit(node_id)
+    def view_output(self, node_id: str, port: str | None = None):
+        """Ask the window to show an image output of the node (see :attr:`view_requested`)."""
+        self.view_requested.emit(node_id, port)
 
-    def image_output(self, node_id: str):
-        """(port, value) of the node's latest image output, or None."""
+    def image_output(self, node_id: str, port: str | None = None):
+        """(port, value) of the node's latest output on ``port`` (default: the port its
+        thumbnail shows), or None before a run."""
         cls = self.node_type(node_id)
-        port = _image_port(cls) if cls else None
+        port = port or (_image_port(cls) if cls else None)
         values = self.outputs.get(node_id) or {}
         return (port, values[port]) if port in values else None
 
@@ -604,7 +628,7 @@ class GraphEditor(QObject):
         if not any(e.from_ == src and e.to == dst for e in self.doc.edges):
             self.doc.edges.append(EdgeSpec(**{"from": src, "to": dst}))
         if not self._loading:
-            self._body(c[1].node.spec.id).set_message("")
+            self._set_message(c[1].node.spec.id, "")
             self.changed.emit()
 
     def _connection_removed(self, c):
@@ -632,9 +656,8 @@ class GraphEditor(QObject):
                 why = f"connecting {src} to {dst} would make a cycle"
         if why:
             self.last_refusal = why
-            self._body(inp.node.spec.id if isinstance(inp, NodeInput) else out.node.spec.id
-                       ).set_message(why)
-            self._relayout(inp.node if isinstance(inp, NodeInput) else out.node)
+            self._set_message((inp if isinstance(inp, NodeInput) else out).node.spec.id,
+                              f"refused: {why}")
             self.message.emit(why)
             self.refused.emit(why)
         self.flow.connection_request_valid.emit(why is None)
@@ -677,14 +700,19 @@ class GraphEditor(QObject):
     def _refuse_value(self, node_id: str, why: str) -> str:
         self.last_refusal = why
         if node_id in self.node_ids():
-            self._body(node_id).set_message(f"refused: {why}")
-            self._relayout(self.node(node_id))
+            self._set_message(node_id, f"refused: {why}")
         self.message.emit(f"refused: {why}")
         self.refused.emit(why)
         return why
 
     def _body(self, node_id: str):
         return self.item(node_id).main_widget
+
+    def _set_message(self, node_id: str, text: str):
+        body = self._body(node_id)
+        if text != body.message.text():
+            body.set_message(text)
+            self._relayout(self.node(node_id))
 
     def _set_state(self, node_id: str, state, detail="", done=None, total=None):
         body = self._body(node_id)
@@ -706,6 +734,7 @@ class GraphEditor(QObject):
         item = self.view.node_items[node]
         r = item.boundingRect()
         item.setPos(x + r.width() / 2, y + r.height() / 2)
+        item.update_conn_pos()  # Ryven recomputes connections before a move, not after
 
     def _relayout(self, node):
         """Refit a node item to its body's content, keeping its top-left corner in place."""
@@ -718,6 +747,9 @@ class GraphEditor(QObject):
     def _overlapping(self) -> bool:
         rects = [self.view.node_items[n].sceneBoundingRect() for n in self.flow.nodes]
         return any(a.intersects(b) for i, a in enumerate(rects) for b in rects[i + 1:])
+
+    def _undo_index_changed(self, _index):
+        self.changed.emit()
 
     def _selection(self, nodes):
         self.selection_changed.emit(nodes[0].spec.id if len(nodes) == 1 else None)

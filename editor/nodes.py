@@ -9,13 +9,18 @@ Ryven, the Starloom runtime runs the graph (see :mod:`starloom.editor.graph_edit
 from __future__ import annotations
 
 import html
+import textwrap
 
 import numpy as np
+from astropy.nddata import CCDData
+from astropy.table import Table
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtGui import QFont, QFontMetricsF, QImage, QPixmap
 from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
-from ryvencore import Node, NodeInputType, NodeOutputType
+from ryvencore import Data, Node, NodeInputType, NodeOutputType
 from ryvencore_qt import NodeGUI, NodeMainWidget
+
+from starloom.graph_runtime.frames import FrameSeries
 
 CATEGORY_COLORS = {"io": "#3d7fd1", "simulate": "#8a8f98", "calibration": "#c98a1b",
                    "registration": "#8559c9", "stacking": "#2f9e5c"}
@@ -23,6 +28,12 @@ STATE_COLORS = {"pending": "#8a8f98", "running": "#2b6fd6", "cached": "#13857f",
                 "done": "#23883f", "failed": "#c62828", "cancelled": "#a05a00"}
 IMAGE_TYPES = ("Image", "FrameSeries")
 BODY_WIDTH = 176
+TITLE_FONT = "Segoe UI"  # as FlowTheme_Fusion paints titles (any fallback font is measured)
+
+
+def wrap_title(title: str) -> str:
+    """A long node title broken into lines of at most 30 characters."""
+    return textwrap.fill(title, 30) or title
 
 
 class _ClickableLabel(QLabel):
@@ -66,6 +77,7 @@ class NodeBody(NodeMainWidget, QWidget):
         self.state = None
 
     def set_node_id(self, node_id: str):
+        """Show the node's id."""
         self.id_label.setText(f"id: {node_id}")
 
     def set_state(self, state: str | None, detail: str = "", done: int | None = None,
@@ -88,6 +100,10 @@ class NodeBody(NodeMainWidget, QWidget):
         self.message.setText(text)
         self.message.setToolTip(text)
         self.message.setVisible(bool(text))
+        if text:  # word-wrapped labels in a graphics scene need their height set
+            lines = self.message.fontMetrics().lineSpacing()
+            self.message.setFixedHeight(min(self.message.heightForWidth(BODY_WIDTH - 4),
+                                            6 * lines))
 
     def set_thumbnail(self, image: np.ndarray | None):
         """Show an 8-bit image, ``(ny, nx)`` grey or ``(ny, nx, 3)`` RGB, top row first."""
@@ -103,6 +119,22 @@ class NodeBody(NodeMainWidget, QWidget):
         self.thumb.show()
 
 
+def show_value(output, text: str):
+    """Set the text Ryven shows when the mouse is over an output's pin (or a pin it feeds)."""
+    output.val = Data(f"{output.label_str}: {text}")
+
+
+def describe(value) -> str:
+    """A one-line description of an output value."""
+    if isinstance(value, CCDData):
+        return f"Image {' x '.join(map(str, value.shape[::-1]))} {value.dtype} [{value.unit}]"
+    if isinstance(value, FrameSeries):
+        return f"{len(value)} frames" + (f": {', '.join(value.names[:3])}…" if value.refs else "")
+    if isinstance(value, Table):
+        return f"Table, {len(value)} rows: {', '.join(value.colnames[:6])}"
+    return f"{type(value).__name__}: {str(value)[:200]}"
+
+
 class StarloomNodeGUI(NodeGUI):
     """GUI class shared by the generated nodes; subclassed per type for title, colour and help."""
 
@@ -112,29 +144,42 @@ class StarloomNodeGUI(NodeGUI):
     def __init__(self, params):
         super().__init__(params)
         del self.actions["hide unconnected ports"]
-        self.actions["view output"] = {"method": self.view_output}
+        for name, port in self.node.starloom_outputs.items():
+            if any(t in IMAGE_TYPES for t in port.types):
+                self.actions[f"view {name}"] = {"method": self.view_output, "data": name}
         self.editor = getattr(self.node.flow, "starloom_editor", None)
-        if self.node.spec.ui.label:
-            self.display_title = self.node.spec.ui.label
+        self.display_title = wrap_title(self.node.spec.ui.label or self.node.title)
 
     def initialized(self):
         self.item.main_widget.set_node_id(self.node.spec.id)
+        # Ryven leaves the item's animator without a parent: it outlives the item and then
+        # writes colours into a deleted item. Tie it to the item.
+        self.item.animator.animation.setParent(self.item.animator)
+        self.item.animator.setParent(self.item)
+        # Ryven sizes titles with Poppins 15 metrics; the light theme paints them in 10 pt
+        # Segoe UI (or a fallback font): measure that font, with a margin.
+        title = self.item.widget.title_label
+        title.fm = QFontMetricsF(QFont(TITLE_FONT, 12))
+        title.update_shape()
         for items, ports in ((self.item.inputs, self.node.starloom_inputs),
                              (self.item.outputs, self.node.starloom_outputs)):
             for item, (name, port) in zip(items, ports.items()):
                 opt = " (optional)" if getattr(port, "optional", False) else ""
                 item.label.setToolTip(f"{name}: {'/'.join(port.types)}{opt}\n{port.description}")
+        for out, (name, port) in zip(self.node.outputs, self.node.starloom_outputs.items()):
+            show_value(out, f"{'/'.join(port.types)}: {port.description}")
 
     def set_display_title(self, t: str):
         """Rename the node's label (the ``ui.label`` of its graph document entry)."""
-        super().set_display_title(t)
         if self.editor is not None:
             self.editor.set_label(self.node.spec.id, t)
+        else:
+            super().set_display_title(t)
 
-    def view_output(self):
-        """Open the image viewer on this node's latest image output."""
+    def view_output(self, port: str | None = None):
+        """Open the image viewer on an image output of this node (default: the thumbnail's)."""
         if self.editor is not None:
-            self.editor.view_output(self.node.spec.id)
+            self.editor.view_output(self.node.spec.id, port)
 
 
 class _UnknownPort:

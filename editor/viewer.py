@@ -32,7 +32,7 @@ def as_image(value, index: int = 0) -> CCDData | None:
     return None
 
 
-def preview_image(value, max_size: int = 160, method: str = "asinh") -> np.ndarray | None:
+def preview_image(value, max_size: int = 128, method: str = "asinh") -> np.ndarray | None:
     """An 8-bit thumbnail of an image output, top row first (FITS row 0 at the bottom).
 
     Parameters
@@ -52,7 +52,10 @@ def preview_image(value, max_size: int = 160, method: str = "asinh") -> np.ndarr
     ccd = as_image(value)
     if ccd is None:
         return None
-    img = stretch(thumbnail(np.asarray(ccd.data, dtype=np.float32), max_size), method)
+    data = np.asarray(ccd.data, dtype=np.float32)
+    if ccd.mask is not None:
+        data = np.where(ccd.mask, np.nan, data)  # masked pixels neither set the range nor show
+    img = stretch(thumbnail(data, max_size), method)
     img = np.round(img * 255).astype(np.uint8)
     if img.ndim == 3:
         img = np.moveaxis(img, 0, -1)
@@ -88,7 +91,7 @@ class ImageViewer(QWidget):
         super().__init__(parent, Qt.Window)
         self.value, self.ccd, self.data = value, None, None
         self.setWindowTitle(f"Starloom viewer: {title}")
-        self.resize(1000, 700)
+        self.resize(1200, 750)
         self.stretch_box = QComboBox()
         self.stretch_box.addItems(VIEWER_STRETCHES)
         self.stretch_box.currentTextChanged.connect(lambda _: self.redraw())
@@ -103,6 +106,7 @@ class ImageViewer(QWidget):
         self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.header = QPlainTextEdit()
         self.header.setReadOnly(True)
+        self.header.setLineWrapMode(QPlainTextEdit.NoWrap)  # one 80-character card a line
         self.header.setFont(QFont("monospace"))
         self.figure = Figure(figsize=(6, 5), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
@@ -123,7 +127,7 @@ class ImageViewer(QWidget):
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(self.header)
-        split.setSizes([700, 300])
+        split.setSizes([700, 500])
         QVBoxLayout(self).addWidget(split)
         n = len(value) if isinstance(value, FrameSeries) else 1
         self.frame_box.setRange(0, max(n - 1, 0))
@@ -137,6 +141,7 @@ class ImageViewer(QWidget):
 
     @property
     def has_wcs(self) -> bool:
+        """Whether the shown image has a celestial WCS."""
         return self.ccd is not None and self.ccd.wcs is not None and \
             self.ccd.wcs.has_celestial
 

@@ -12,7 +12,8 @@ APT_PACKAGES=(
   kstars-data                                  # stars.dat: V and B-V to V = 9, offline
   xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
   libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libegl1 libgl1 libfontconfig1
-  libdbus-1-3                                  # Qt (PySide6) under Xvfb or offscreen
+  libdbus-1-3 libxkbcommon0 libglib2.0-0 fonts-dejavu-core libx11-xcb1 libxcb-xfixes0
+  libxcb-sync1 libxcb-xkb1                     # Qt (PySide6) under Xvfb or offscreen
 )
 if command -v apt-get >/dev/null; then
   missing=()
