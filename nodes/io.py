@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 from astropy.nddata import CCDData
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from starloom.graph_runtime import fits as fitsio
 from starloom.graph_runtime.errors import StarloomError
@@ -45,6 +45,19 @@ class LoadFrames(Node):
             default_factory=dict, description="Header values to select on, e.g. {\"FILTER\": \"Ha\", "
                                               "\"EXPTIME\": 300}; '*' means the key is present")
         sort_by: str = Field("", description="Header keyword to order frames by (default: file name)")
+        group_by: list[str] = Field(
+            default_factory=list, description="Header keywords to group frames by, e.g. [\"FILTER\", "
+                                              "\"EXPTIME\"]: frames are ordered group by group and "
+                                              "the groups listed in the metadata and artifacts")
+
+        @field_validator("group_by")
+        @classmethod
+        def _known_keywords(cls, v):
+            v = [k.upper() for k in v]
+            unknown = [k for k in v if k not in fitsio.FRAME_KEYWORDS]
+            if unknown:
+                raise ValueError(f"{unknown} not among the keywords read: {', '.join(fitsio.FRAME_KEYWORDS)}")
+            return v
 
     outputs = {"frames": Port("FrameSeries", "the selected frames"),
                "metadata": Port("Table", "one row of header values per frame")}
@@ -96,11 +109,21 @@ class LoadFrames(Node):
         if params.sort_by:
             refs.sort(key=lambda r: (r.meta.get(params.sort_by) is None, str(r.meta.get(params.sort_by))))
         series = FrameSeries(refs)
-        counts = {}
+        group_of = [0] * len(refs)
+        if params.group_by:
+            groups = series.group_by(params.group_by)
+            series = FrameSeries([r for g in groups.values() for r in g.refs])
+            group_of = [i for i, g in enumerate(groups.values()) for _ in g.refs]
+            ctx.diagnostics["groups"] = [dict(zip(params.group_by, k), n_frames=len(g))
+                                         for k, g in groups.items()]
+        counts: dict[str, int] = {}
         for r in refs:
-            counts[r.meta.get("IMAGETYP") or "unknown"] = counts.get(r.meta.get("IMAGETYP") or "unknown", 0) + 1
+            kind = r.meta.get("IMAGETYP") or "unknown"
+            counts[kind] = counts.get(kind, 0) + 1
         ctx.diagnostics.update(n_frames=len(refs), by_type=counts, frames=series.names)
-        return {"frames": series, "metadata": series.metadata}
+        metadata = series.metadata
+        metadata["group"] = group_of
+        return {"frames": series, "metadata": metadata}
 
 
 def _matches(value, wanted) -> bool:

@@ -61,3 +61,20 @@ def test_every_builtin_node_declares_the_contract():
         cls.Params()  # every parameter has a default, so a node placed fresh is valid
         if cls.per_frame:
             assert cls.inputs[cls.per_frame].types == ("FrameSeries",)
+
+
+def test_runtime_and_nodes_import_without_qt():
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, *a):\n"
+            "        if name.split('.')[0] in ('PySide6', 'PyQt5', 'PyQt6', 'qtpy', 'ryvencore_qt'):\n"
+            "            raise ImportError('Qt is blocked: ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from starloom.graph_runtime.registry import default_registry\n"
+            "from starloom.graph_runtime import cli\n"
+            "print(len(default_registry()))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout) >= 17

@@ -229,3 +229,30 @@ def test_per_frame_node_can_reject_frames(session_dir, tmp_path, monkeypatch):
     assert "register" in r3.executed and r3.frames_computed == 2
     assert sorted(p.name for p in (tmp_path / "r3/artifacts/register").iterdir()) == [
         f"light_{i:03d}.txt" for i in range(6)]
+
+
+def test_load_frames_groups_by_header_keywords(tmp_path):
+    frames = simulate_session(seed=1, shape=(80, 100), n_bias=1, n_darks=2, n_flats=1, n_lights=1,
+                              n_stars=5, dark_exposure=30.0)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, ccd in enumerate(frames["dark"] + frames["light"] + frames["bias"]):
+        if i == 1:
+            ccd.header["EXPTIME"] = 10.0
+        fitsio.write_frame(ccd, folder / f"f{i}.fits")
+    doc = GraphDocument.model_validate({"nodes": [{"id": "load", "type": "io.load_frames",
+                                                   "version": 1, "params": {
+        "path": str(folder), "group_by": ["exptime"], "where": {"IMAGETYP": "*"}}}]})
+    res = run(doc, tmp_path / "r", Cache(tmp_path / "cache"))
+    assert res.status == "ok", res.error
+    series = res.outputs["load"]["frames"]
+    assert [r.meta["EXPTIME"] for r in series.refs] == sorted(r.meta["EXPTIME"] for r in series.refs)
+    groups = json.loads((tmp_path / "r/artifacts/load.json").read_text())["groups"]
+    assert [(g["EXPTIME"], g["n_frames"]) for g in groups] == [
+        (frames["bias"][0].header["EXPTIME"], 1), (10.0, 1), (30.0, 1), (60.0, 1)]
+    assert list(res.outputs["load"]["metadata"]["group"]) == [0, 1, 2, 3]
+    bad = doc.model_copy(deep=True)
+    bad.nodes[0].params["group_by"] = ["NOSUCHKEY"]
+    from starloom.graph_runtime.graph import GraphValidationError
+    with pytest.raises(GraphValidationError, match="group_by.*NOSUCHKEY"):
+        plan(bad, default_registry())
