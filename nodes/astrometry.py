@@ -423,26 +423,25 @@ def detect_stars(
 # hints from FITS headers
 
 
-def _parse_ra(value) -> float:
-    """RA in degrees from a number (degrees) or a sexagesimal string (hours)."""
+def _parse_angle(value, unit) -> float:
+    """Degrees from a number (degrees) or a sexagesimal string in ``unit`` (hourangle for RA)."""
     if isinstance(value, (int, float, np.floating, np.integer)):
         return float(value)
     s = str(value).strip()
     try:
         return float(s)
     except ValueError:
-        return float(Angle(s.replace(" ", ":") if " " in s and ":" not in s else s, unit=u.hourangle).deg)
+        return float(Angle(s.replace(" ", ":") if " " in s and ":" not in s else s, unit=unit).deg)
+
+
+def _parse_ra(value) -> float:
+    """RA in degrees from a number (degrees) or a sexagesimal string (hours)."""
+    return _parse_angle(value, u.hourangle)
 
 
 def _parse_dec(value) -> float:
     """Dec in degrees from a number or a sexagesimal string (degrees)."""
-    if isinstance(value, (int, float, np.floating, np.integer)):
-        return float(value)
-    s = str(value).strip()
-    try:
-        return float(s)
-    except ValueError:
-        return float(Angle(s.replace(" ", ":") if " " in s and ":" not in s else s, unit=u.deg).deg)
+    return _parse_angle(value, u.deg)
 
 
 def hints_from_header(header) -> dict:
