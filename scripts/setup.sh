@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 APT_PACKAGES=(
+  python3-venv                                 # the virtual environment below (system Python)
   astrometry.net astrometry-data-tycho2       # offline plate solving, Tycho-2 index files
   kstars-data                                  # stars.dat: V and B-V to V = 9, offline
   xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
