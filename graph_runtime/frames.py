@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import astropy.units as u
 import numpy as np
@@ -162,9 +162,6 @@ class FrameSeries(Sequence):
     def subset(self, indices: Sequence[int]) -> "FrameSeries":
         return FrameSeries([self.refs[i] for i in indices])
 
-    def filter(self, predicate: Callable[[FrameRef], bool]) -> "FrameSeries":
-        return FrameSeries([r for r in self.refs if predicate(r)])
-
     def group_by(self, keys: Sequence[str]) -> dict[tuple, "FrameSeries"]:
         """Split by metadata values (e.g. ``("FILTER",)`` or ``("EXPTIME",)``), ordered by value."""
         groups: dict[tuple, list[FrameRef]] = {}
@@ -247,8 +244,6 @@ class FrameSeries(Sequence):
         return CCDData(data, unit=_unit_of(first), mask=None if mask is None or not mask.any() else mask,
                        uncertainty=None if unc is None else StdDevUncertainty(unc), meta=header)
 
-    def with_refs(self, fn: Callable[[FrameRef], FrameRef]) -> "FrameSeries":
-        return FrameSeries([fn(r) for r in self.refs])
 
 
 def _unit_of(ref: FrameRef):
