@@ -126,8 +126,8 @@ def _plane(ccd: CCDData) -> tuple[np.ndarray, np.ndarray | None]:
 def _wcs_of(ccd: CCDData) -> WCS | None:
     """The celestial WCS of a frame, or None.
 
-    Falls back to WCS cards left in the header: Starloom's FITS reader (through astropy's
-    CCDData helper) cannot build a SIP WCS for 3-plane (RGB) images and leaves it there.
+    Falls back to WCS cards in the header, for frames built in memory whose WCS was never
+    parsed into ``ccd.wcs``.
     """
     w = ccd.wcs if ccd.wcs is not None else _header_wcs(as_header(ccd.meta))
     return w.celestial if w is not None and w.has_celestial else None
