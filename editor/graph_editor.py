@@ -25,7 +25,7 @@ from ryvencore_qt import NodeGUI, SessionGUI
 from ryvencore_qt.src.flows.FlowCommands import Delegate_Command, RemoveComponents_Command
 
 from starloom.graph_runtime.cache import Cache
-from starloom.graph_runtime.graph import GraphValidationError, plan
+from starloom.graph_runtime.graph import GraphValidationError, created_with, plan
 from starloom.graph_runtime.registry import default_registry
 from starloom.graph_runtime.run import Run, RunResult, new_run_dir
 from starloom.serialization import EdgeSpec, GraphDocument, NodeSpec, UI, load_graph, save_graph
@@ -196,7 +196,13 @@ class GraphEditor(QObject):
     def save(self, path: str | Path | None = None) -> Path:
         """Write the document to ``path`` (default: the file it came from)."""
         path = Path(path or self.path)
-        save_graph(self.document(), path)
+        doc = self.document()
+        if doc.to_json() != self._saved_text:
+            # An edited graph records the versions it was written with; an unedited one stays
+            # byte-identical.
+            doc.metadata.created_with = self.doc.metadata.created_with = created_with(
+                doc, self.registry)
+        save_graph(doc, path)
         self.path = path
         self._saved_text = self.doc.to_json()
         self.message.emit(f"saved {path}")

@@ -74,6 +74,18 @@ def _coerce_cli(value: Any) -> Any:
     return value
 
 
+def created_with(doc: GraphDocument, registry: Registry) -> dict:
+    """What a document is written with: Starloom's version and each used node type's version."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        starloom = version("starloom")
+    except PackageNotFoundError:
+        starloom = None
+    return {"starloom": starloom,
+            "nodes": {n.type: registry.get(n.type).version
+                      for n in sorted(doc.nodes, key=lambda n: n.type) if n.type in registry}}
+
+
 def _typed(kind: str, value: Any, cli_dir: Path) -> Any:
     """A command-line value of a graph parameter, converted to its declared type."""
     if not isinstance(value, str):

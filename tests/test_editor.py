@@ -25,6 +25,7 @@ from starloom.editor.app import EditorWindow, main  # noqa: E402
 from starloom.editor.viewer import ImageViewer  # noqa: E402
 from starloom.graph_runtime import cli  # noqa: E402
 from starloom.graph_runtime.registry import default_registry  # noqa: E402
+from starloom.graph_runtime.graph import created_with  # noqa: E402
 from starloom.serialization import GraphDocument, load_graph, parse_graph  # noqa: E402
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "example_graphs").glob("*.json"))
@@ -131,6 +132,9 @@ def test_parameter_changed_through_its_widget_is_saved(window, tmp_path, path):
     assert ed.modified and "*" in window.windowTitle()
     expected = load_graph(path)
     expected.node(nid).params[name] = new
+    # An edited graph records the Starloom and node-type versions it was written with.
+    expected.metadata.created_with = created_with(expected, ed.registry)
+    assert expected.metadata.created_with["nodes"][expected.node(nid).type] >= 1
     ed.save(tmp_path / path.name)
     assert load_graph(tmp_path / path.name) == expected
     assert (tmp_path / path.name).read_text() == expected.to_json()
