@@ -658,6 +658,11 @@ def _min_pairs(degree):
     return (6 + 2 * _n_sip_terms(degree)) // 2 + 3
 
 
+def _position_args(ra_deg, dec_deg, radius_deg) -> list[str]:
+    """solve-field's position hint: search only within ``radius_deg`` of (ra, dec)."""
+    return ["--ra", f"{ra_deg:.6f}", "--dec", f"{dec_deg:.6f}", "--radius", f"{float(radius_deg):.4f}"]
+
+
 def _kill_group(proc):
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -1059,14 +1064,8 @@ def plate_solve(
                 indexes = stock
                 extra = []
                 if ra_hint is not None:
-                    extra = [
-                        "--ra",
-                        f"{ra_hint:.6f}",
-                        "--dec",
-                        f"{dec_hint:.6f}",
-                        "--radius",
-                        f"{float(radius_deg if radius_deg is not None else 2.0):.4f}",
-                    ]
+                    extra = _position_args(ra_hint, dec_hint,
+                                           radius_deg if radius_deg is not None else 2.0)
                 if odds_to_solve is not None:
                     extra += ["--odds-to-solve", f"{odds_to_solve:g}"]
             else:
@@ -1095,13 +1094,7 @@ def plate_solve(
                         f"(built presets {sorted(built)})"
                     )
                     continue
-                extra = [
-                    "--ra",
-                    f"{ra_hint:.6f}",
-                    "--dec",
-                    f"{dec_hint:.6f}",
-                    "--radius",
-                    f"{rad:.4f}",
+                extra = _position_args(ra_hint, dec_hint, rad) + [
                     "--odds-to-solve",
                     f"{(odds_to_solve or 1e6):g}",
                 ]
