@@ -121,12 +121,10 @@ class Cache:
             ports, stored = {}, {}
             for port, value in values.items():
                 ports[port], stored[port] = _store_value(tmp, final, port, value)
-            port_keys = {port: value_key(v) for port, v in values.items()}
             for rel, f in (files or {}).items():
                 (tmp / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, tmp / "files" / rel)
-            manifest = dict(manifest, key=key, ports=ports, port_keys=port_keys,
-                            files=sorted(files or {}),
+            manifest = dict(manifest, key=key, ports=ports, files=sorted(files or {}),
                             stored_at=time.time())
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
             try:

@@ -245,7 +245,6 @@ class FrameSeries(Sequence):
                        uncertainty=None if unc is None else StdDevUncertainty(unc), meta=header)
 
 
-
 def _unit_of(ref: FrameRef):
     if ref.data is not None:
         return ref.data.unit

@@ -257,14 +257,15 @@ class Run:
             self.emit("node_failed", node=nid, message=msg, traceback=traceback.format_exc())
             raise NodeError(nid, msg) from e
         seconds = time.perf_counter() - t0
-        manifest = {"pre_image": pre, "node": nid, "seconds": seconds,
+        port_keys = {port: value_key(v) for port, v in out.items()}
+        manifest = {"pre_image": pre, "node": nid, "seconds": seconds, "port_keys": port_keys,
                     "libraries": library_versions(), "diagnostics": diagnostics}
         if cls.cacheable:
             out = self.cache.put(key, out, manifest, files)
         self._write_artifact(nid, diagnostics)
         result.executed.append(nid)
         self.emit("node_finished", node=nid, key=key, seconds=round(seconds, 3))
-        return out, {port: value_key(v) for port, v in out.items()}
+        return out, port_keys
 
     def _per_frame(self, pn: PlannedNode, inputs, in_keys, fp, params_json, result):
         nid, cls, port = pn.spec.id, pn.cls, pn.cls.per_frame

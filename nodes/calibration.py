@@ -17,7 +17,7 @@ from pydantic import Field
 
 from starloom.graph_runtime.errors import StarloomError
 from starloom.graph_runtime.frames import FrameSeries
-from starloom.graph_runtime.node import Node, Port, Quantity
+from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
 from ._common import CombineParams, pick_by_exposure, pick_by_filter, provenance
 
@@ -198,7 +198,7 @@ class CalibrateLights(Node):
     adding a light calibrates only that light.
     """
 
-    class Params(CombineParams.__base__):
+    class Params(Params):
         min_flat: float = Field(0.05, gt=0, lt=1, description="Flat values below this (relative) are masked instead of divided by")
 
     inputs = {"lights": Port("FrameSeries", "light frames"),

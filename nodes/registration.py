@@ -127,8 +127,8 @@ class StarAlign(Node):
             raise StarloomError(f"frame '{ctx.frame}': no star match with the reference ({e})") from None
         planes = ccd.data[None] if ccd.data.ndim == 2 else ccd.data
         shape = reference.shape[-2:]
-        # skimage's warp (as astroalign.apply_transform) but with the interpolation order as a
-        # parameter: bilinear (astroalign's choice) visibly widens stars, bicubic much less.
+        # skimage's warp, as astroalign.apply_transform uses, called directly so the
+        # interpolation order is a parameter (astroalign's is fixed).
         warp = dict(inverse_map=tf.inverse, output_shape=shape, order=_ORDER[params.interpolation],
                     mode="constant", cval=np.nan, preserve_range=True)
         data = np.stack([warp_image(np.asarray(p, np.float64), **warp) for p in planes]).astype(np.float32)
