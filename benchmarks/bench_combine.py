@@ -64,7 +64,7 @@ def _worker(tool, case, files, out, band_mib):
 
     import ccdproc  # also imports astropy.io.fits: imports stay outside the timed region
 
-    from starloom.graph_runtime.combine import combine_bands
+    from starloom.astro.combiner import combine_bands
 
     paths = Path(files).read_text().split()
     tracemalloc.start()

@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
 from ryvencore import Data, Node, NodeInputType, NodeOutputType
 from ryvencore_qt import NodeGUI, NodeMainWidget
 
-from starloom.graph_runtime.frames import FrameSeries
+from starloom.astro.frames import FrameSeries
 
 CATEGORY_COLORS = {"io": "#3d7fd1", "simulate": "#8a8f98", "calibration": "#c98a1b",
                    "registration": "#8559c9", "stacking": "#2f9e5c"}

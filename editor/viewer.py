@@ -2,7 +2,7 @@
 or a FITS file with stretch controls, pixel and sky read-out, a coordinate grid and the header.
 
 Drawing uses matplotlib (astropy's WCSAxes draws the RA/Dec grid when the image has a celestial
-WCS); stretches are Starloom's own (:func:`starloom.nodes.stretch.stretch`).
+WCS); stretches are Starloom's own (:func:`starloom.astro.stretch.stretch`).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from qtpy.QtGui import QFont
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QSpinBox,
                             QSplitter, QVBoxLayout, QWidget)
 
-from starloom.graph_runtime import fits as fitsio
-from starloom.graph_runtime.frames import FrameSeries
-from starloom.nodes.stretch import stretch, thumbnail
+from starloom.astro import fits as fitsio
+from starloom.astro.frames import FrameSeries
+from starloom.astro.stretch import stretch, thumbnail
 
 VIEWER_STRETCHES = ("asinh", "linear", "zscale", "histeq")
 
@@ -42,7 +42,7 @@ def preview_image(value, max_size: int = 128, method: str = "asinh") -> np.ndarr
     max_size : int
         Largest side of the thumbnail, pixels.
     method : str
-        Stretch, see :func:`starloom.nodes.stretch.stretch`.
+        Stretch, see :func:`starloom.astro.stretch.stretch`.
 
     Returns
     -------

@@ -33,8 +33,8 @@ import platformdirs
 from astropy.nddata import CCDData
 from astropy.table import Table
 
-from . import fits as fitsio
-from .frames import FrameRef, FrameSeries, as_header, sha256_json
+from starloom.astro import fits as fitsio
+from starloom.astro.frames import FrameRef, FrameSeries, as_header, sha256_json
 
 KEY_VERSION = 2  # bumped whenever the entry layout changes: old entries are simply not found
 

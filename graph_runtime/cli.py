@@ -11,7 +11,7 @@ from pathlib import Path
 from starloom.serialization import GraphFileError, json_schema, load_graph
 
 from .cache import Cache
-from .errors import StarloomError
+from starloom.astro.errors import StarloomError
 from .graph import GraphValidationError, plan
 from .registry import default_registry
 from .run import Run, new_run_dir, write_validation_failure

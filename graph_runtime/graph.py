@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from starloom.serialization import GraphDocument, NodeSpec
 
-from .errors import StarloomError
+from starloom.astro.errors import StarloomError
 from .node import Node, Port, is_path_field, resolve_path_value
 from .registry import Registry
 

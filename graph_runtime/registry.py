@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from importlib.metadata import entry_points
 
-from .errors import StarloomError
+from starloom.astro.errors import StarloomError
 from .node import Node
 
 log = logging.getLogger(__name__)

@@ -29,19 +29,17 @@ from typing import Any, Callable
 
 from astropy.nddata import CCDData
 
-from . import fits as fitsio
+from starloom.astro import fits as fitsio
 from .cache import Cache, node_key, value_key
-from .errors import FrameRejected, NodeError, StarloomError
+from starloom.astro.errors import FrameRejected, StarloomError
+
+from .errors import Cancelled, NodeError
 from .executor import Executor, LocalExecutor
-from .frames import FrameRef, FrameSeries, sha256_json
+from starloom.astro.frames import FrameRef, FrameSeries, sha256_json
 from .graph import GraphValidationError, Plan, PlannedNode
 
 LIBRARIES = ("starloom", "numpy", "scipy", "astropy", "ccdproc", "astroalign", "photutils",
              "reproject", "pydantic", "matplotlib", "scikit-image")
-
-
-class Cancelled(StarloomError):
-    """The run was cancelled by the user."""
 
 
 def library_versions() -> dict[str, str | None]:

@@ -7,7 +7,7 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from starloom.graph_runtime.frames import FrameSeries
+from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Params
 
 

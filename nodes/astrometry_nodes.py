@@ -32,12 +32,18 @@ from astropy.table import Column, Table, vstack
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 from pydantic import BeforeValidator, Field, model_validator
-from starloom.graph_runtime import fits as fitsio
-from starloom.graph_runtime.errors import FrameRejected, ParamError, StarloomError
-from starloom.graph_runtime.frames import FrameSeries, as_header
+from starloom.astro import fits as fitsio
+from starloom.astro.errors import FrameRejected, ParamError, StarloomError
+from starloom.astro.frames import FrameSeries, as_header
 from starloom.graph_runtime.node import Node, Params, PathParam, Port, Quantity
 
-from . import astrometry as am
+from starloom.astro.catalogs import find_index_files, footprint_cone, load_catalog
+from starloom.astro.coadd import coadd, optimal_wcs
+from starloom.astro.hints import hints_from_header, parse_dec, parse_ra
+from starloom.astro.platesolve import PlateSolveError, plate_solve
+from starloom.astro.plots import plot_annotated, plot_residuals
+from starloom.astro.stars import detect_stars
+from starloom.astro.wcsfit import WCSFitError, refine_wcs
 from ._common import provenance
 
 # ============================================================================================
@@ -50,7 +56,7 @@ def _sky_angle(kind: str):
     RA strings such as ``'12:35:49'`` or ``'12 35 49'`` are hours, Dec strings degrees (as in
     OBJCTRA/OBJCTDEC); plain numbers (or numeric strings) are degrees; an empty string is None.
     """
-    parse = am._parse_ra if kind == "ra" else am._parse_dec
+    parse = parse_ra if kind == "ra" else parse_dec
     bounds = {"ge": 0, "lt": 360} if kind == "ra" else {"ge": -90, "le": 90}
 
     def convert(value):
@@ -89,7 +95,7 @@ class SkyPositionParams(Params):
 
 
 class DetectionParams(Params):
-    """How stars are found on a frame (see `starloom.nodes.astrometry.detect_stars`)."""
+    """How stars are found on a frame (see `starloom.astro.detect_stars`)."""
 
     fwhm: Quantity("pix", gt=0, le=50, description="Expected stellar FWHM: DAOFIND kernel width "
                                                   "and start of the moment window") = 3.0
@@ -181,7 +187,7 @@ def _wcs_shapes(value) -> list[tuple[str, WCS | None, tuple[int, int]]]:
 
 def _cone(pairs, margin_deg: float = 0.0) -> tuple[SkyCoord, float]:
     """Centre and radius (deg) of a cone containing the footprints of (WCS, shape) pairs."""
-    cones = [am.footprint_cone(w, s) for w, s in pairs]
+    cones = [footprint_cone(w, s) for w, s in pairs]
     x, y, z = np.sum([c.cartesian.xyz.value for c, _ in cones], axis=0)
     center = SkyCoord(np.degrees(np.arctan2(y, x)) % 360.0 * u.deg,
                       np.degrees(np.arctan2(z, np.hypot(x, y))) * u.deg, frame="icrs")
@@ -217,7 +223,7 @@ def _detect(ccd: CCDData, params, pixel_scale: float | None = None, max_stars=No
     w = _wcs_of(ccd)
     if pixel_scale is None and w is not None:
         pixel_scale = _pixel_scale(w)
-    return am.detect_stars(data, fwhm=params.fwhm, threshold_sigma=params.threshold_sigma,
+    return detect_stars(data, fwhm=params.fwhm, threshold_sigma=params.threshold_sigma,
                            mask=mask, max_stars=max_stars, pixel_scale=pixel_scale)
 
 
@@ -357,13 +363,13 @@ class PlateSolve(Node):
         ctx.diagnostics["detection"] = _detection_summary(metrics)
         ctx.diagnostics["hints"] = {k: v for k, v in hints.items() if k != "scale_units"}
         try:
-            res = am.plate_solve(
+            res = plate_solve(
                 stars, image_shape=ccd.shape[-2:], ra_hint=params.ra, dec_hint=params.dec,
                 radius_deg=params.radius, scale_low=params.scale_low,
                 scale_high=params.scale_high, index_dirs=dirs, timeout_s=params.timeout,
                 small_field=params.small_field == "auto", cache_dir=_cache_dir(ctx), hints=hints,
                 max_stars=params.max_stars, tweak_order=params.sip_order)
-        except am.PlateSolveError as e:  # 'reject' or 'fail': _on_failure raises
+        except PlateSolveError as e:  # 'reject' or 'fail': _on_failure raises
             _on_failure(params.on_failure, ctx, f"frame '{ctx.frame}': {e}")
         index = Path(res.index).name
         ctx.diagnostics.update(
@@ -392,7 +398,7 @@ def _check_solver(index_dirs):
     if shutil.which("solve-field") is None:
         raise StarloomError("solve-field not found on PATH; install astrometry.net "
                             "(apt-get install astrometry.net astrometry-data-tycho2)")
-    if not am.find_index_files(index_dirs):
+    if not find_index_files(index_dirs):
         where = ", ".join(index_dirs) if index_dirs else "/usr/share/astrometry"
         raise StarloomError(f"parameter 'index_dir': no astrometry.net index files "
                             f"(index-*.fits) in {where}; install astrometry-data-tycho2")
@@ -400,7 +406,7 @@ def _check_solver(index_dirs):
 
 def _hints(ccd: CCDData) -> dict:
     """Solver hints from a frame: its existing WCS (centre and scale), else header keywords."""
-    hints = am.hints_from_header(as_header(ccd.meta))
+    hints = hints_from_header(as_header(ccd.meta))
     w = _wcs_of(ccd)
     if w is not None:
         ny, nx = ccd.shape[-2:]
@@ -456,7 +462,7 @@ class Catalog(Node):
             raise ParamError("ra", "give ra, dec and radius, or connect an image with a WCS")
         else:
             center, radius = SkyCoord(params.ra * u.deg, params.dec * u.deg), params.radius
-        cat = am.load_catalog(params.source, center, radius, mag_limit=params.mag_limit,
+        cat = load_catalog(params.source, center, radius, mag_limit=params.mag_limit,
                               index_dirs=_index_dirs(params.index_dir), cache_dir=_cache_dir(ctx))
         mags = np.asarray(cat["mag"], dtype=float)
         ctx.diagnostics.update(
@@ -507,20 +513,20 @@ class RefineWCS(Node):
         w = _require_wcs(ccd, ctx.frame)
         shape = ccd.shape[-2:]
         if catalog is None:
-            center, radius = am.footprint_cone(w, shape, margin_deg=0.02)
-            catalog = am.load_catalog("tycho2", center, radius, cache_dir=_cache_dir(ctx))
+            center, radius = footprint_cone(w, shape, margin_deg=0.02)
+            catalog = load_catalog("tycho2", center, radius, cache_dir=_cache_dir(ctx))
         if params.mag_limit is not None and "mag" in catalog.colnames:
             catalog = catalog[np.asarray(catalog["mag"], dtype=float) <= params.mag_limit]
         stars, metrics = _detect(ccd, params)
         ctx.diagnostics.update(detection=_detection_summary(metrics), n_catalog=len(catalog))
         try:
             new, resid, stats = _fit_lowering_degree(stars, w, catalog, params)
-        except am.WCSFitError as e:
+        except WCSFitError as e:
             _on_failure(params.on_failure, ctx, f"frame '{ctx.frame}': {e}")
             return {"frames": ccd}  # 'keep'
         stem = f"{ctx.frame}_residuals"
         resid.write(ctx.artifact_path(f"{stem}.ecsv"), format="ascii.ecsv", overwrite=True)
-        am.plot_residuals(ctx.artifact_path(f"{stem}.png"), resid, image_shape=shape,
+        plot_residuals(ctx.artifact_path(f"{stem}.png"), resid, image_shape=shape,
                           title=f"{ctx.frame}: {stats['n_matched']} stars, rms "
                                 f"{stats['rms_arcsec']:.2f}\" (before {stats['rms_before_arcsec']:.2f}\"), "
                                 f"SIP degree {stats['sip_degree']}")
@@ -542,10 +548,10 @@ def _fit_lowering_degree(stars, wcs, catalog, params):
     error = None
     for degree in [d for d in range(params.sip_degree, -1, -1) if d != 1]:
         try:
-            return am.refine_wcs(stars, wcs, catalog, match_radius_arcsec=params.match_radius,
+            return refine_wcs(stars, wcs, catalog, match_radius_arcsec=params.match_radius,
                                  sip_degree=degree, n_iter=params.iterations,
                                  clip_sigma=params.clip_sigma)
-        except am.WCSFitError as e:
+        except WCSFitError as e:
             error = e
     raise error
 
@@ -603,7 +609,7 @@ class ReprojectCoadd(Node):
         if reference is not None:
             wcs_out, shape = _require_wcs(reference, "reference"), tuple(reference.shape[-2:])
         else:
-            wcs_out, shape = am.optimal_wcs([(w, s) for _, w, s in found],
+            wcs_out, shape = optimal_wcs([(w, s) for _, w, s in found],
                                             resolution_arcsec=params.resolution)
         first = frames[0]
         n_planes = first.data.shape[0] if first.data.ndim == 3 else 1
@@ -611,7 +617,7 @@ class ReprojectCoadd(Node):
         for k in range(n_planes):
             items = [(_LazyPlane(frames, i, k if n_planes > 1 else None), w)
                      for i, (_, w, _) in enumerate(found)]
-            results.append(am.coadd(
+            results.append(coadd(
                 items, wcs_out, shape, method=params.method, combine=params.combine,
                 reject=None if params.rejection == "none" else params.rejection,
                 sigma=params.sigma, maxiters=params.maxiters, band_rows=params.band_rows,
@@ -647,7 +653,7 @@ class ReprojectCoadd(Node):
 class _LazyPlane:
     """One plane of frame ``i`` of a series, read only when numpy asks for it.
 
-    `starloom.nodes.astrometry.coadd` calls ``np.asarray`` on each frame once per output band,
+    `starloom.astro.coadd` calls ``np.asarray`` on each frame once per output band,
     so frames are read from disk as needed instead of all being held in memory. Masked and
     non-finite pixels become NaN (no data).
     """
@@ -701,7 +707,7 @@ class AnnotatedImage(Node):
         if catalog is not None and len(catalog):
             catalog = _on_data(catalog, w, data)
         title = params.title or str(as_header(image.meta).get("OBJECT", "") or "").strip() or None
-        path = am.plot_annotated(ctx.output_path(params.filename), data, w, stars=stars,
+        path = plot_annotated(ctx.output_path(params.filename), data, w, stars=stars,
                                  catalog=catalog, title=title, max_catalog=params.max_catalog,
                                  percent=params.percentile, dpi=params.dpi,
                                  label_mag=params.label_mag)

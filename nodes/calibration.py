@@ -15,8 +15,8 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from starloom.graph_runtime.errors import StarloomError
-from starloom.graph_runtime.frames import FrameSeries
+from starloom.astro.errors import StarloomError
+from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
 from ._common import CombineParams, pick_by_exposure, pick_by_filter, provenance

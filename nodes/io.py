@@ -10,12 +10,12 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field, field_validator
 
-from starloom.graph_runtime import fits as fitsio
-from starloom.graph_runtime.errors import StarloomError
-from starloom.graph_runtime.frames import FrameRef, FrameSeries, sha256_json
+from starloom.astro import fits as fitsio
+from starloom.astro.errors import StarloomError
+from starloom.astro.frames import FrameRef, FrameSeries, sha256_json
 from starloom.graph_runtime.node import Node, Params, PathParam, Port, expand_paths
 
-from . import stretch as stretching
+from starloom.astro import stretch as stretching
 
 FITS_PATTERNS = "*.fit,*.fits,*.fts,*.FIT,*.FITS,*.FTS,*.fit.fz,*.fits.fz,*.fits.gz"
 

@@ -16,7 +16,7 @@ from pydantic import Field
 from scipy.ndimage import median_filter
 from skimage.transform import warp as warp_image
 
-from starloom.graph_runtime.errors import StarloomError
+from starloom.astro.errors import StarloomError
 from starloom.graph_runtime.node import Node, Params, Port
 
 from ._common import provenance

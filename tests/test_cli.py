@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from starloom.graph_runtime.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_graphs"
@@ -48,7 +47,7 @@ def test_param_and_set_overrides(tmp_path, capsys):
     stack = next(n for n in graph["nodes"] if n["id"] == "stack")
     assert sim["params"]["n_lights"] == 4 and stack["params"]["method"] == "median"
     assert graph["parameters"]["n_lights"]["default"] == 4
-    from starloom.graph_runtime import fits as fitsio
+    from starloom.astro import fits as fitsio
     assert fitsio.read_frame(tmp_path / "run/outputs/stack.fits").header["NCOMBINE"] == 4
 
 

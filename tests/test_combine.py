@@ -1,17 +1,16 @@
-"""Tests of starloom.graph_runtime.combine against ccdproc.combine, astropy and plain numpy."""
+"""Tests of starloom.astro.combiner against ccdproc.combine, astropy and plain numpy."""
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
+import ccdproc
 import numpy as np
 import pytest
 from astropy.nddata import CCDData
 from astropy.stats import sigma_clip
-
-import ccdproc
-from starloom.graph_runtime import combine as combine_module
-from starloom.graph_runtime.combine import band_height, combine_arrays, combine_bands
+from starloom.astro.combiner import band_height, combine_arrays, combine_bands
+from starloom.astro import combiner as combine_module
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BIAS_DIR = DATA / "asi120mc" / "bias"

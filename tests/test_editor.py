@@ -16,16 +16,15 @@ if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
 pytest.importorskip("PySide6.QtWidgets", reason="the editor needs PySide6")
 pytest.importorskip("ryvencore_qt", reason="the editor needs ryvencore-qt")
 
+from conftest import shared  # noqa: E402
 from PySide6.QtCore import QEventLoop, Qt, QTimer  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
-
-from conftest import shared  # noqa: E402
 from starloom.editor.app import EditorWindow, main  # noqa: E402
 from starloom.editor.viewer import ImageViewer  # noqa: E402
 from starloom.graph_runtime import cli  # noqa: E402
-from starloom.graph_runtime.registry import default_registry  # noqa: E402
 from starloom.graph_runtime.graph import created_with  # noqa: E402
+from starloom.graph_runtime.registry import default_registry  # noqa: E402
 from starloom.serialization import GraphDocument, load_graph, parse_graph  # noqa: E402
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "example_graphs").glob("*.json"))

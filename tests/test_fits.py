@@ -1,4 +1,4 @@
-"""Tests of starloom.graph_runtime.fits: reading, repairing and writing frames."""
+"""Tests of starloom.astro.fits: reading, repairing and writing frames."""
 from __future__ import annotations
 
 import hashlib
@@ -7,15 +7,14 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 import pytest
-import astropy.units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty, VarianceUncertainty
 from astropy.wcs import WCS
-
-from starloom.graph_runtime import fits as sf
-from starloom.graph_runtime.errors import FrameReadError, StarloomError
+from starloom.astro.errors import FrameReadError, StarloomError
+from starloom.astro import fits as sf
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ASI = DATA / "asi120mc"
@@ -527,7 +526,7 @@ def test_write_does_not_touch_caller_data(tmp_path):
 
 
 def test_rgb_image_keeps_its_tan_sip_wcs(tmp_path):
-    from astropy.wcs import Sip, WCS
+    from astropy.wcs import WCS, Sip
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
     w.wcs.crval = [56.75, 24.1]

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData
 from astropy.stats import sigma_clip
-
-from starloom.graph_runtime import fits as fitsio
-from starloom.graph_runtime.frames import FrameRef, FrameSeries
+from starloom.astro import fits as fitsio
+from starloom.astro.frames import FrameRef, FrameSeries
 
 
 @pytest.fixture

@@ -5,13 +5,19 @@ import json
 from pathlib import Path
 
 import pytest
-
 from starloom.graph_runtime.cli import main
 from starloom.graph_runtime.graph import GraphValidationError, plan
 from starloom.graph_runtime.node import Node, Params, Port
 from starloom.graph_runtime.registry import Registry, default_registry
-from starloom.serialization import (SCHEMA_FILE, GraphDocument, GraphFileError, json_schema,
-                                    load_graph, parse_graph, save_graph)
+from starloom.serialization import (
+    SCHEMA_FILE,
+    GraphDocument,
+    GraphFileError,
+    json_schema,
+    load_graph,
+    parse_graph,
+    save_graph,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_graphs"
 

@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import sep
 from astropy.stats import sigma_clipped_stats
-from scipy.ndimage import median_filter
-
-from starloom.graph_runtime import fits as fitsio
-from starloom.graph_runtime.cli import main
-
 from conftest import shared
+from scipy.ndimage import median_filter
+from starloom.astro import fits as fitsio
+from starloom.graph_runtime.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_graphs"
 SIGMA_CLIP_LIKE_CCDPROC = dict(sigma_clip=True, sigma_clip_low_thresh=3, sigma_clip_high_thresh=3,

@@ -4,9 +4,8 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint
 
 import pytest
-
+from starloom.astro.errors import StarloomError
 from starloom.graph_runtime import registry as registry_mod
-from starloom.graph_runtime.errors import StarloomError
 from starloom.graph_runtime.node import Node, Params, Port
 
 

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from starloom.graph_runtime import fits as fitsio
+from starloom.astro import fits as fitsio
 from starloom.graph_runtime.cache import Cache
 from starloom.graph_runtime.graph import plan
 from starloom.graph_runtime.registry import default_registry
 from starloom.graph_runtime.run import Run
 from starloom.nodes.registration import StarAlign
-from starloom.nodes.simulate import simulate_session
+from starloom.astro.simulate import simulate_session
 from starloom.serialization import GraphDocument
 
 
@@ -198,7 +197,7 @@ def test_cache_entries_are_complete_and_inspectable(session_dir, tmp_path):
 
 
 def test_per_frame_node_can_reject_frames(session_dir, tmp_path, monkeypatch):
-    from starloom.graph_runtime.errors import FrameRejected
+    from starloom.astro.errors import FrameRejected
     original = StarAlign.run
 
     def picky(self, ctx, params, **kw):

@@ -9,8 +9,7 @@ from astropy.stats import sigma_clipped_stats
 from astropy.time import Time
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
-
-from starloom.nodes.simulate import simulate_session
+from starloom.astro.simulate import simulate_session
 
 GAIN, READ_NOISE, BIAS, DARK_CURRENT, T_DARK = 1.5, 5.0, 500.0, 0.05, 60.0
 

@@ -3,8 +3,7 @@ import numpy as np
 import png
 import pytest
 from astropy.visualization import AsinhStretch, ZScaleInterval
-
-from starloom.nodes.stretch import STRETCH_METHODS, stretch, thumbnail, write_png
+from starloom.astro.stretch import STRETCH_METHODS, stretch, thumbnail, write_png
 
 
 @pytest.fixture

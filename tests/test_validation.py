@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from starloom.graph_runtime.graph import GraphValidationError, plan
 from starloom.graph_runtime.registry import default_registry
 from starloom.serialization import GraphDocument

@@ -44,7 +44,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 
-from starloom.graph_runtime.errors import ParamError, StarloomError
+from .errors import ParamError, StarloomError
 
 __all__ = [
     "CatalogError",

@@ -4,7 +4,7 @@ Real camera software writes headers that break the FITS standard in small ways (
 in ``EXPTIME``, numbers stored as strings, no ``IMAGETYP`` at all). This module repairs what can be
 repaired when reading, tells the user about each repair with a :class:`HeaderRepairWarning`, and
 never writes to an input file. Every read failure is a
-:class:`~starloom.graph_runtime.errors.FrameReadError` naming the file.
+:class:`~starloom.astro.errors.FrameReadError` naming the file.
 
 Conventions: the FITS Standard version 4.0 (IAU FITS Working Group, 2018; "FITS 4.0" below),
 astropy's ``CCDData`` FITS layout (``MASK`` and ``UNCERT`` image
@@ -26,7 +26,7 @@ from astropy.nddata import (CCDData, InverseVariance, StdDevUncertainty,
                             VarianceUncertainty)
 from astropy.wcs import WCS, FITSFixedWarning
 
-from starloom.graph_runtime.errors import FrameReadError, FrameWriteError
+from .errors import FrameReadError, FrameWriteError
 
 __all__ = [
     "FRAME_KEYWORDS", "FRAME_TYPES", "HeaderRepairWarning", "FrameWriteError",

@@ -18,7 +18,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.table import Table
 
 from . import fits as fitsio
-from .combine import combine_bands
+from .combiner import combine_bands
 
 
 def sha256_json(obj: Any) -> str:
@@ -48,7 +48,7 @@ class FrameRef:
     header_updates : dict
         Header cards applied on read (e.g. IMAGETYP given by the user).
     meta : dict
-        Frame metadata (see :func:`starloom.graph_runtime.fits.frame_metadata`).
+        Frame metadata (see :func:`starloom.astro.fits.frame_metadata`).
     data : CCDData or None
         In-memory frame of a source node, written to the store by the runtime.
     """
@@ -197,7 +197,7 @@ class FrameSeries(Sequence):
         method : {'average', 'median', 'sum', 'max', 'min', 'percentile'}
             Reduction along the frame axis (``percentile`` takes ``percentile``, 0-100).
         rejection : {'none', 'sigma_clip', 'winsorized', 'minmax'}
-            Outlier rejection before averaging (see :func:`starloom.graph_runtime.combine.combine_bands`).
+            Outlier rejection before averaging (see :func:`starloom.astro.combiner.combine_bands`).
         weights, scales : array_like of shape (n_frames,), optional
             Per-frame weights (average only) and multiplicative scales applied before rejection.
         transform : callable(i, y0, y1, band) -> band, optional

@@ -1,0 +1,131 @@
+"""Plate-solving hints read from FITS headers: position, pixel scale, field size."""
+
+from __future__ import annotations
+
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import Angle
+
+
+
+
+
+def _parse_angle(value, unit) -> float:
+    """Degrees from a number (degrees) or a sexagesimal string in ``unit`` (hourangle for RA)."""
+    if isinstance(value, (int, float, np.floating, np.integer)):
+        return float(value)
+    s = str(value).strip()
+    try:
+        return float(s)
+    except ValueError:
+        return float(Angle(s.replace(" ", ":") if " " in s and ":" not in s else s, unit=unit).deg)
+
+
+def parse_ra(value) -> float:
+    """RA in degrees from a number (degrees) or a sexagesimal string (hours)."""
+    return _parse_angle(value, u.hourangle)
+
+
+def parse_dec(value) -> float:
+    """Dec in degrees from a number or a sexagesimal string (degrees)."""
+    return _parse_angle(value, u.deg)
+
+
+def hints_from_header(header) -> dict:
+    """Position and pixel-scale hints for `plate_solve` from a FITS header.
+
+    Position, first found wins: ``CRVAL1``/``CRVAL2`` (when ``CTYPE1`` is RA-like or absent),
+    ``RA``/``DEC`` (numbers in degrees, strings sexagesimal: RA in hours, Dec in degrees),
+    ``OBJCTRA``/``OBJCTDEC`` (sexagesimal, RA in hours). Pixel scale: 206.265 * pixel size (um)
+    / ``FOCALLEN`` (mm), pixel size from ``XPIXSZ``/``YPIXSZ`` (already binned, SBIG/MaxIm/INDI
+    convention; the geometric mean of x and y) or ``PIXSIZE1``/``PIXSIZE2`` times
+    ``XBINNING``/``YBINNING``; else ``SCALE``, ``PIXSCALE`` or ``SECPIX1`` (arcsec/px).
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+
+    Returns
+    -------
+    dict
+        Only the keys found: ``ra_hint``, ``dec_hint`` (deg), ``pixel_scale_arcsec``,
+        ``scale_low``/``scale_high`` (+-10 %, arcsec/px) and ``scale_units``
+        (``'arcsecperpix'``), and ``sources`` naming the keywords used. Pass it as
+        ``plate_solve(..., hints=...)``.
+    """
+    h = header
+    out: dict = {}
+    sources: dict = {}
+
+    def get(key):
+        try:
+            v = h.get(key)
+        except Exception:  # noqa: BLE001  (odd header objects)
+            return None
+        return None if v is None or (isinstance(v, str) and not v.strip()) else v
+
+    ctype = str(get("CTYPE1") or "RA")
+    pairs = []
+    if ctype.upper().startswith("RA"):
+        pairs.append(("CRVAL1", "CRVAL2"))
+    pairs += [("RA", "DEC"), ("OBJCTRA", "OBJCTDEC")]
+    for kra, kdec in pairs:
+        vra, vdec = get(kra), get(kdec)
+        if vra is None or vdec is None:
+            continue
+        try:
+            if kra == "OBJCTRA":
+                ra = float(Angle(str(vra).strip().replace(" ", ":"), unit=u.hourangle).deg)
+                dec = float(Angle(str(vdec).strip().replace(" ", ":"), unit=u.deg).deg)
+            else:
+                ra, dec = parse_ra(vra), parse_dec(vdec)
+        except (ValueError, TypeError):
+            continue
+        if 0 <= ra < 360 and -90 <= dec <= 90:
+            out["ra_hint"], out["dec_hint"] = ra % 360.0, dec
+            sources["position"] = f"{kra}/{kdec}"
+            break
+
+    scale = None
+    focal = get("FOCALLEN")
+    try:
+        focal = float(focal) if focal is not None else None
+    except (TypeError, ValueError):
+        focal = None
+    if focal and focal > 0:
+        px, py = get("XPIXSZ"), get("YPIXSZ")
+        binned = True
+        if px is None:
+            px, py, binned = get("PIXSIZE1"), get("PIXSIZE2"), False
+        try:
+            if px is not None:
+                px = float(px)
+                py = float(py) if py is not None else px
+                if not binned:
+                    px *= float(get("XBINNING") or 1)
+                    py *= float(get("YBINNING") or 1)
+                scale = float(206.264806 * np.sqrt(px * py) / focal)
+                sources["scale"] = "FOCALLEN+" + ("XPIXSZ" if binned else "PIXSIZE1*XBINNING")
+        except (TypeError, ValueError):
+            scale = None
+    if scale is None:
+        for key in ("SCALE", "PIXSCALE", "SECPIX1"):
+            v = get(key)
+            try:
+                if v is not None and float(v) > 0:
+                    scale, sources["scale"] = float(v), key
+                    break
+            except (TypeError, ValueError):
+                continue
+    if scale is not None and np.isfinite(scale) and scale > 0:
+        out.update(
+            pixel_scale_arcsec=float(scale),
+            scale_low=0.9 * scale,
+            scale_high=1.1 * scale,
+            scale_units="arcsecperpix",
+        )
+    out["sources"] = sources
+    return out
+
+
