@@ -45,6 +45,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .errors import ParamError, StarloomError
+from .fileio import atomic_write
 
 __all__ = [
     "CatalogError",
@@ -463,9 +464,8 @@ def _gaia_cone(center: SkyCoord, radius_deg: float, mag_limit, cache_dir, row_li
     )
     t.meta.update(mag_band="G", epoch="J2016.0", source="gaia", query=query)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    t.write(tmp, format="ascii.ecsv", overwrite=True)
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        t.write(f, format="ascii.ecsv")
     return t
 
 

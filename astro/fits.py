@@ -12,7 +12,6 @@ extensions, ``UTYPE`` naming the uncertainty class; see the astropy.nddata "CCDD
 """
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from datetime import datetime, timezone
@@ -27,6 +26,7 @@ from astropy.nddata import (CCDData, InverseVariance, StdDevUncertainty,
 from astropy.wcs import WCS, FITSFixedWarning
 
 from .errors import FrameReadError, FrameWriteError
+from .fileio import atomic_write
 
 __all__ = [
     "FRAME_KEYWORDS", "FRAME_TYPES", "HeaderRepairWarning", "FrameWriteError",
@@ -471,8 +471,9 @@ def _output_data(ccd, dtype, path):
 def write_frame(ccd, path, dtype=None, history=(), overwrite=True) -> Path:
     """Write a ``CCDData`` to a FITS file atomically.
 
-    The file is written to ``.{name}.tmp-{pid}`` in the same folder and renamed over ``path``
-    with ``os.replace``, so ``path`` is never seen half written; the temporary file is removed
+    The file is written to a temporary name in the same folder and renamed over ``path``
+    (:func:`starloom.astro.fileio.atomic_write`), so ``path`` is never seen half written; the
+    temporary file is removed
     when anything fails.
 
     Parameters
@@ -531,19 +532,11 @@ def write_frame(ccd, path, dtype=None, history=(), overwrite=True) -> Path:
                                       name="UNCERT"))
     except (ValueError, TypeError, AttributeError, VerifyError) as exc:
         raise FrameWriteError(path, f"cannot convert to FITS ({type(exc).__name__}: {exc})") from exc
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path, "wb", fsync=True) as f:
             hdul.writeto(f, output_verify="fix")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except VerifyError as exc:
-        tmp.unlink(missing_ok=True)
         raise FrameWriteError(path, f"header not writable as FITS ({exc})") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -125,11 +125,6 @@ class FrameSeries(Sequence):
         return f"FrameSeries({len(self)} frames)"
 
     @property
-    def key(self) -> str:
-        """Key of the whole series: hash of its frames' keys in order."""
-        return sha256_json([r.key for r in self.refs])
-
-    @property
     def names(self) -> list[str]:
         return [r.name for r in self.refs]
 
@@ -145,10 +140,6 @@ class FrameSeries(Sequence):
         if m.get("NAXIS1"):
             return tuple(int(m[k]) for k in ("NAXIS3", "NAXIS2", "NAXIS1") if m.get(k))
         return r.read().shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.float32)
 
     @property
     def metadata(self) -> Table:

@@ -6,8 +6,6 @@ with pypng.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +14,8 @@ import png
 from astropy.visualization import (AsinhStretch, AsymmetricPercentileInterval, HistEqStretch,
                                    LinearStretch, ManualInterval, ZScaleInterval)
 from skimage.measure import block_reduce
+
+from .fileio import atomic_write
 
 __all__ = ["STRETCH_METHODS", "stretch", "write_png", "thumbnail"]
 
@@ -153,15 +153,8 @@ def write_png(path, image01, bit_depth=8) -> Path:
     writer = png.Writer(width=levels.shape[1], height=levels.shape[0],
                         greyscale=levels.ndim == 2, bitdepth=bit_depth)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer.write(f, rows)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        writer.write(f, rows)
     return path
 
 

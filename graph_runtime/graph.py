@@ -144,10 +144,27 @@ def plan(doc: GraphDocument, registry: Registry, *, base_dir: str | os.PathLike 
         if spec.id in by_id:
             problems.append(Problem(spec.id, None, "duplicate node id"))
         by_id[spec.id] = spec
+    overrides = _overrides(doc, dict(params or {}), sets or {}, Path(base_dir), cli_dir, problems)
+    for (nid, pname) in overrides:
+        if nid not in by_id:
+            problems.append(Problem(nid, f"param '{pname}'", "no node with this id to bind to"))
+    planned: dict[str, PlannedNode] = {}
+    for spec in doc.nodes:
+        pn = _plan_node(spec, registry, overrides, Path(base_dir), problems)
+        if pn is not None:
+            planned[spec.id] = pn
+    _connect(doc, planned, by_id, problems)
+    order = _toposort(doc.nodes, planned, problems)
+    if problems:
+        raise GraphValidationError(problems, source)
+    return Plan([planned[i] for i in order], doc)
 
-    # Graph parameters first: their values become node params, from the CLI or defaults.
+
+def _overrides(doc: GraphDocument, params: dict[str, Any], sets: dict[str, Any], base_dir: Path,
+               cli_dir: Path, problems: list[Problem]) -> dict[tuple[str, str], tuple[Any, Path]]:
+    """Node param values set by graph parameters (CLI value or default) and by ``--set``, with
+    the folder each relative path in them resolves against."""
     overrides: dict[tuple[str, str], tuple[Any, Path]] = {}
-    params = dict(params or {})
     for name in params:
         if name not in doc.parameters:
             known = ", ".join(sorted(doc.parameters)) or "none"
@@ -163,63 +180,68 @@ def plan(doc: GraphDocument, registry: Registry, *, base_dir: str | os.PathLike 
                 continue
             gp.default = value  # graph.json of the run records the value used
         elif gp.default is not None:
-            value, base = gp.default, Path(base_dir)
+            value, base = gp.default, base_dir
         else:
             continue
         for bind in gp.binds:
             overrides[tuple(bind.split("."))] = (value, base)
-    for target, value in (sets or {}).items():
+    for target, value in sets.items():
         if target.count(".") != 1:
             problems.append(Problem(None, f"--set {target}", "must be written NODE.PARAM=VALUE"))
             continue
         overrides[tuple(target.split("."))] = (_coerce_cli(value), cli_dir)
+    return overrides
 
-    planned: dict[str, PlannedNode] = {}
-    for (nid, pname) in overrides:
-        if nid not in by_id:
-            problems.append(Problem(nid, f"param '{pname}'", "no node with this id to bind to"))
-    for spec in doc.nodes:
+
+def _plan_node(spec: NodeSpec, registry: Registry, overrides, base_dir: Path,
+               problems: list[Problem]) -> PlannedNode | None:
+    """The node's type, upgraded and validated params (None when invalid, so its ports and
+    edges are still checked); None when the type is unknown or newer than installed."""
+    try:
+        cls = registry.get(spec.type)
+    except StarloomError:
+        problems.append(Problem(spec.id, None, f"unknown node type '{spec.type}'"))
+        return None
+    raw = dict(spec.params)
+    if spec.version > cls.version:
+        problems.append(Problem(spec.id, None,
+                                f"'{spec.type}' version {spec.version} is newer than the "
+                                f"installed version {cls.version}; upgrade Starloom or the "
+                                f"node package"))
+        return None
+    if spec.version < cls.version:
         try:
-            cls = registry.get(spec.type)
-        except StarloomError:
-            problems.append(Problem(spec.id, None, f"unknown node type '{spec.type}'"))
-            continue
-        raw = dict(spec.params)
-        if spec.version > cls.version:
-            problems.append(Problem(spec.id, None,
-                                    f"'{spec.type}' version {spec.version} is newer than the "
-                                    f"installed version {cls.version}; upgrade Starloom or the "
-                                    f"node package"))
-            continue
-        if spec.version < cls.version:
-            try:
-                raw = cls.upgrade(raw, spec.version)
-            except Exception as e:
-                problems.append(Problem(spec.id, None, f"cannot upgrade params: {e}"))
+            raw = cls.upgrade(raw, spec.version)
+        except Exception as e:
+            problems.append(Problem(spec.id, None, f"cannot upgrade params: {e}"))
+            return None
+        spec.version = cls.version
+    base_of = {k: base_dir for k in raw}
+    for (nid, pname), (value, base) in overrides.items():
+        if nid == spec.id:
+            if pname not in cls.Params.model_fields:
+                problems.append(Problem(spec.id, f"param '{pname}'", "no such parameter"))
                 continue
-            spec.version = cls.version
-        base_of = {k: Path(base_dir) for k in raw}
-        for (nid, pname), (value, base) in overrides.items():
-            if nid == spec.id:
-                if pname not in cls.Params.model_fields:
-                    problems.append(Problem(spec.id, f"param '{pname}'", "no such parameter"))
-                    continue
-                raw[pname], base_of[pname] = value, base
-        for pname in raw:
-            if pname in cls.Params.model_fields and is_path_field(cls.Params, pname):
-                raw[pname] = resolve_path_value(raw[pname], base_of[pname])
-        try:
-            p = cls.Params.model_validate(raw)
-            spec.params = p.model_dump(mode="json")
-        except ValidationError as e:
-            for err in e.errors():
-                loc = ".".join(str(x) for x in err["loc"]) or "params"
-                problems.append(Problem(spec.id, f"param '{loc}'",
-                                        f"{err['msg']} (got {err.get('input')!r})"))
-            p = None  # still planned, so its ports and edges are checked too
-        planned[spec.id] = PlannedNode(spec, cls, p)
+            raw[pname], base_of[pname] = value, base
+    for pname in raw:
+        if pname in cls.Params.model_fields and is_path_field(cls.Params, pname):
+            raw[pname] = resolve_path_value(raw[pname], base_of[pname])
+    try:
+        p = cls.Params.model_validate(raw)
+        spec.params = p.model_dump(mode="json")
+    except ValidationError as e:
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or "params"
+            problems.append(Problem(spec.id, f"param '{loc}'",
+                                    f"{err['msg']} (got {err.get('input')!r})"))
+        p = None
+    return PlannedNode(spec, cls, p)
 
-    # Edges: ports exist, types fit, one edge per input.
+
+def _connect(doc: GraphDocument, planned: dict[str, PlannedNode], by_id: dict[str, NodeSpec],
+             problems: list[Problem]) -> None:
+    """Check every edge (ports exist, types fit, one edge per input), record it as a planned
+    input, and report required inputs left unconnected."""
     for e in doc.edges:
         (sn, sp), (tn, tp) = e.source, e.target
         src, dst = planned.get(sn), planned.get(tn)
@@ -251,11 +273,6 @@ def plan(doc: GraphDocument, registry: Registry, *, base_dir: str | os.PathLike 
             if not port.optional and name not in pn.inputs:
                 problems.append(Problem(pn.spec.id, f"input port '{name}'",
                                         "required input is not connected"))
-
-    order = _toposort(doc.nodes, planned, problems)
-    if problems:
-        raise GraphValidationError(problems, source)
-    return Plan([planned[i] for i in order], doc)
 
 
 def _toposort(specs: list[NodeSpec], planned: dict[str, PlannedNode],

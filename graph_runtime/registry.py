@@ -62,9 +62,8 @@ def default_registry() -> Registry:
         reg = Registry()
         eps = entry_points(group=ENTRY_POINT_GROUP)
         if not any(ep.value.startswith("starloom.nodes") for ep in eps):
-            # Running from a source tree without installed metadata: still have the built-ins.
-            from starloom.nodes import register_all
-            register_all(reg)
+            raise StarloomError("Starloom's built-in nodes are not registered: install Starloom "
+                                "(pip install -e .) so its 'starloom.nodes' entry point exists")
         for ep in eps:
             try:
                 ep.load()(reg)

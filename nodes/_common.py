@@ -42,6 +42,22 @@ def provenance(ccd: CCDData, node_cls, params, note: str = "") -> CCDData:
     return ccd
 
 
+def renamed_params(params: dict, names: dict[str, str | tuple[str, ...]],
+                   values: dict[str, dict] | None = None) -> dict:
+    """Params of an older node version under today's names, for ``Node.upgrade``.
+
+    ``names`` maps an old parameter name to its new name (or to several names that each take
+    the old value); ``values`` maps a new parameter name to {old value: new value}. Parameters
+    not named are kept as they are.
+    """
+    out = {}
+    for key, value in params.items():
+        new = names.get(key, key)
+        for name in (new,) if isinstance(new, str) else new:
+            out[name] = (values or {}).get(name, {}).get(value, value)
+    return out
+
+
 def pick_by_exposure(darks: FrameSeries, exptime: float | None):
     """Index of the master dark whose EXPTIME is closest to ``exptime`` (longest when unknown)."""
     times = [r.meta.get("EXPTIME") for r in darks.refs]

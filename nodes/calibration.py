@@ -19,7 +19,7 @@ from starloom.astro.errors import StarloomError
 from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
-from ._common import CombineParams, pick_by_exposure, pick_by_filter, provenance
+from ._common import CombineParams, pick_by_exposure, pick_by_filter, provenance, renamed_params
 
 
 def _check_type(ctx, series: FrameSeries, wanted: str):
@@ -121,21 +121,29 @@ class MasterFlat(Node):
     category = "calibration"
     description = """
     Combine flat frames into master flats, one per filter (FILTER), normalised to a median (or
-    mean) of 1. Each flat is bias- and dark-subtracted and divided by its own median as it is
+    average) of 1. Each flat is bias- and dark-subtracted and divided by its own median as it is
     read, so flats of different brightness combine correctly without writing copies.
     """
 
+    version = 2  # 2: 'normalize' (median/mean) became 'normalization' (median/average)
+
     class Params(CombineParams):
-        normalize: Literal["median", "mean"] = Field("median", description="Statistic scaled to 1")
+        normalization: Literal["median", "average"] = Field(
+            "median", description="Statistic of each flat scaled to 1")
 
     inputs = {"frames": Port("FrameSeries", "flat frames"),
               "bias": Port("Image", "master bias", optional=True),
               "darks": Port("FrameSeries", "master darks (bias-subtracted)", optional=True)}
     outputs = {"flats": Port("FrameSeries", "one normalised master flat per filter")}
 
+    @classmethod
+    def upgrade(cls, params, from_version):
+        return renamed_params(params, {"normalize": "normalization"},
+                              {"normalization": {"mean": "average"}})
+
     def run(self, ctx, params, frames, bias=None, darks=None):
         _check_type(ctx, frames, "flat")
-        stat = np.nanmedian if params.normalize == "median" else np.nanmean
+        stat = np.nanmedian if params.normalization == "median" else np.nanmean
         masters, names, info = [], [], []
         zero = np.zeros(frames.shape, np.float32)
         bias_data = bias.data.astype(np.float32) if bias is not None else zero

@@ -2,25 +2,28 @@
 
 A graph file is one JSON document (``"format": "starloom.graph"``) that the editor opens and the
 runtime executes. It is data only: loading one parses JSON and validates it against these models;
-no code runs and nothing is unpickled. This module knows nothing about astronomy or node types;
+no code runs and nothing is unpickled. This module knows nothing about astronomy or node types (of the science library it
+uses only the shared errors and the atomic file writer);
 per-node parameter upgrades happen in :mod:`starloom.graph_runtime`.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from starloom.astro.errors import StarloomError
+from starloom.astro.fileio import write_text_atomic
 
 FORMAT = "starloom.graph"
 SCHEMA_VERSION = 1
 _ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 
 
-class GraphFileError(Exception):
+class GraphFileError(StarloomError):
     """A graph file cannot be read: not JSON, not a Starloom graph, too new, or invalid.
 
     The message names the file and, where known, the key at fault.
@@ -185,17 +188,12 @@ def load_graph(path: str | os.PathLike) -> GraphDocument:
 
 
 def save_graph(doc: GraphDocument, path: str | os.PathLike) -> Path:
-    """Write a graph document atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(doc.to_json())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a graph document atomically (temporary file in the same folder, then rename).
+
+    The file keeps its permission bits (a new file gets the umask's), see
+    :func:`starloom.astro.fileio.atomic_write`.
+    """
+    return write_text_atomic(path, doc.to_json())
 
 
 def json_schema() -> dict:
