@@ -1,21 +1,17 @@
 """Input and output nodes: load frames, save FITS, save PNG."""
 from __future__ import annotations
 
-import fnmatch
-import os
-import warnings
 from typing import Literal
 
-import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field, field_validator
 
 from starloom.astro import fits as fitsio
 from starloom.astro.errors import StarloomError
-from starloom.astro.frames import FrameRef, FrameSeries, sha256_json
 from starloom.graph_runtime.node import Node, Params, PathParam, Port, expand_paths
 
 from starloom.astro import stretch as stretching
+from starloom.astro.collection import collect_frames
 
 FITS_PATTERNS = "*.fit,*.fits,*.fts,*.FIT,*.FITS,*.FTS,*.fit.fz,*.fits.fz,*.fits.gz"
 
@@ -77,67 +73,20 @@ class LoadFrames(Node):
         return [[f, hash_file(f)] for f in cls._files(params)]
 
     def run(self, ctx, params):
-        refs = []
-        repairs: dict[str, list[str]] = {}  # one warning per kind of repair, not per file
-        for path in self._files(params):
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", fitsio.HeaderRepairWarning)
-                header = (fitsio.read_image_any(path).header if fitsio.is_picture(path)
-                          else fitsio.read_header(path))
-            for w in caught:
-                if issubclass(w.category, fitsio.HeaderRepairWarning):
-                    repairs.setdefault(str(w.message).replace(f"{path}: ", ""), []).append(path)
-            meta = fitsio.frame_metadata(header, path)
-            updates = {}
-            if params.frame_type != "header":
-                updates["IMAGETYP"] = meta["IMAGETYP"] = params.frame_type
-            elif meta.get("IMAGETYP") and fitsio.normalize_imagetyp(header.get("IMAGETYP")) is None:
-                updates["IMAGETYP"] = meta["IMAGETYP"]  # inferred from the file or folder name
-            if params.imagetyp != "any" and meta.get("IMAGETYP") != params.imagetyp:
-                continue
-            if not all(_matches(meta.get(k.upper(), header.get(k)), v) for k, v in params.where.items()):
-                continue
-            key = sha256_json([ctx.hash_file(path), updates])
-            name = os.path.basename(path).split(".")[0]
-            refs.append(FrameRef(key=key, name=name, path=os.path.abspath(path),
-                                 header_updates=updates, meta=meta))
-        for what, paths in repairs.items():
+        found = collect_frames(self._files(params), hash_file=ctx.hash_file,
+                               frame_type=params.frame_type, imagetyp=params.imagetyp,
+                               where=params.where, sort_by=params.sort_by,
+                               group_by=params.group_by)
+        for what, paths in found.repairs.items():
             ctx.warn(f"{what} in {len(paths)} file(s), e.g. {paths[0]}")
-        if not refs:
+        if not len(found.series):
             raise StarloomError(f"no frames left in '{params.path}' after selecting "
                                 f"imagetyp={params.imagetyp!r}, where={params.where}")
-        if params.sort_by:
-            refs.sort(key=lambda r: (r.meta.get(params.sort_by) is None, str(r.meta.get(params.sort_by))))
-        series = FrameSeries(refs)
-        group_of = [0] * len(refs)
-        if params.group_by:
-            groups = series.group_by(params.group_by)
-            series = FrameSeries([r for g in groups.values() for r in g.refs])
-            group_of = [i for i, g in enumerate(groups.values()) for _ in g.refs]
-            ctx.diagnostics["groups"] = [dict(zip(params.group_by, k), n_frames=len(g))
-                                         for k, g in groups.items()]
-        counts: dict[str, int] = {}
-        for r in refs:
-            kind = r.meta.get("IMAGETYP") or "unknown"
-            counts[kind] = counts.get(kind, 0) + 1
-        ctx.diagnostics.update(n_frames=len(refs), by_type=counts, frames=series.names)
-        metadata = series.metadata
-        metadata["group"] = group_of
-        return {"frames": series, "metadata": metadata}
-
-
-def _matches(value, wanted) -> bool:
-    """ImageFileCollection-style match: '*' = present, strings case-insensitive with wildcards."""
-    if wanted == "*":
-        return value is not None
-    if value is None:
-        return False
-    if isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
-        try:
-            return bool(np.isclose(float(value), float(wanted)))
-        except (TypeError, ValueError):
-            return False
-    return fnmatch.fnmatch(str(value).strip().lower(), str(wanted).strip().lower())
+        if found.groups:
+            ctx.diagnostics["groups"] = found.groups
+        ctx.diagnostics.update(n_frames=len(found.series), by_type=found.by_type(),
+                               frames=found.series.names)
+        return {"frames": found.series, "metadata": found.metadata()}
 
 
 def _template(template: str, ccd: CCDData, name: str, index: int) -> str:
