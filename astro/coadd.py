@@ -60,19 +60,29 @@ def optimal_wcs(
     return w, (int(shape[0]), int(shape[1]))
 
 
-_METHODS = ("interp", "adaptive", "exact")
+REPROJECTIONS = ("interp", "adaptive", "exact")
+#: Combinations of `coadd`, named as in the stacking engine (`starloom.astro.combiner`).
+METHODS = ("average", "median", "sum")
+REJECTIONS = ("none", "sigma_clip")
 
 
-def _reproject_fn(method, order):
+def _unknown_reprojection(reprojection) -> ParamError:
+    return ParamError(
+        "reprojection",
+        f"unknown reprojection method {reprojection!r}; choose one of {', '.join(REPROJECTIONS)}",
+    )
+
+
+def _reproject_fn(reprojection, order):
     from reproject import reproject_adaptive, reproject_exact, reproject_interp
 
-    if method == "interp":
+    if reprojection == "interp":
         return lambda inp, w, s: reproject_interp(inp, w, shape_out=s, order=order)
-    if method == "adaptive":
+    if reprojection == "adaptive":
         return lambda inp, w, s: reproject_adaptive(inp, w, shape_out=s, conserve_flux=False)
-    if method == "exact":
+    if reprojection == "exact":
         return lambda inp, w, s: reproject_exact(inp, w, shape_out=s)
-    raise ParamError("method", f"unknown reprojection method {method!r}; choose one of {', '.join(_METHODS)}")
+    raise _unknown_reprojection(reprojection)
 
 
 def reproject_frames(
@@ -80,7 +90,7 @@ def reproject_frames(
     wcs_out: WCS,
     shape_out,
     *,
-    method: str = "interp",
+    reprojection: str = "interp",
     order: str = "bilinear",
     rows: slice | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +104,7 @@ def reproject_frames(
         Output WCS (e.g. from `optimal_wcs`).
     shape_out : (int, int)
         Output shape ``(ny, nx)``.
-    method : {'interp', 'adaptive', 'exact'}
+    reprojection : {'interp', 'adaptive', 'exact'}
         ``reproject_interp`` (fast; ``order`` applies), ``reproject_adaptive`` (anti-aliased,
         DeForest 2004) or ``reproject_exact`` (spherical-polygon overlap, flux conserving).
     order : str, optional
@@ -108,8 +118,13 @@ def reproject_frames(
         Reprojected frames, NaN where a frame does not cover.
     footprint : numpy.ndarray, shape (n, ny_rows, nx), float32
         Fractional coverage of each output pixel by each frame (0..1).
+
+    Raises
+    ------
+    ParamError
+        Unknown ``reprojection``.
     """
-    fn = _reproject_fn(method, order)
+    fn = _reproject_fn(reprojection, order)
     ny, nx = int(shape_out[0]), int(shape_out[1])
     if rows is not None:
         r0, r1, _ = rows.indices(ny)
@@ -160,10 +175,11 @@ def coadd(
     wcs_out: WCS | None = None,
     shape_out=None,
     *,
-    method: str = "interp",
-    combine: str = "mean",
-    reject: str | None = None,
-    sigma: float = 3.0,
+    reprojection: str = "interp",
+    method: str = "average",
+    rejection: str | None = "none",
+    sigma_low: float = 3.0,
+    sigma_high: float = 3.0,
     maxiters: int = 5,
     weights: Sequence[float] | None = None,
     band_rows: int = 128,
@@ -173,29 +189,41 @@ def coadd(
 
     Output rows are processed in bands of ``band_rows`` so that only ``n_frames x band_rows x
     nx`` pixels are held at once (about 10 MB for ten 752x581 frames). Within a band the frames
-    are reprojected (`reproject_frames`), optionally sigma-clipped across the stack
-    (``astropy.stats.sigma_clip``, median centre, std spread, per output pixel) and combined.
+    are reprojected (`reproject_frames`), optionally sigma-clipped across the stack and
+    combined, per output pixel.
 
     Parameters
     ----------
     frames : sequence of (array (ny, nx), WCS)
+        Input images (any real dtype, or objects numpy converts, read once per band) and their
+        celestial WCS; the order inside a pair may be reversed.
     wcs_out, shape_out : astropy.wcs.WCS, (int, int), optional
-        Output grid; default `optimal_wcs` of the inputs.
-    method : {'interp', 'adaptive', 'exact'}
+        Output grid, shape ``(ny, nx)``; default `optimal_wcs` of the inputs.
+    reprojection : {'interp', 'adaptive', 'exact'}
         Reprojection method (see `reproject_frames`).
-    combine : {'mean', 'median', 'sum'}
-        Combination of the kept samples (``'mean'`` honours ``weights``; ``'sum'`` is the mean
-        times the number of frames covering, i.e. a coverage-corrected sum).
-    reject : {None, 'sigma_clip'}
-        Outlier rejection across the stack.
-    sigma, maxiters : float, int
-        Sigma-clipping parameters.
+    method : {'average', 'median', 'sum'}
+        Combination of the kept samples: ``'average'`` is their mean, weighted by ``weights``;
+        ``'sum'`` is that mean times the coverage (the footprint sum), i.e. a
+        coverage-corrected sum; ``'median'`` ignores ``weights``.
+    rejection : {'none', 'sigma_clip'}
+        Outlier rejection across the stack (None is taken as ``'none'``). ``'sigma_clip'`` is
+        ``astropy.stats.sigma_clip(stack, axis=0, cenfunc='median', stdfunc='mad_std',
+        sigma_lower=sigma_low, sigma_upper=sigma_high, maxiters=maxiters)``: samples below
+        ``median - sigma_low * mad_std`` or above ``median + sigma_high * mad_std`` of the
+        samples still kept are rejected, repeated until nothing changes or ``maxiters``
+        rounds. The spread is ``mad_std`` (1.4826 x the median absolute deviation), which a
+        hot pixel in one of few frames cannot inflate. Needs at least 3 frames; with fewer,
+        nothing is rejected.
+    sigma_low, sigma_high : float
+        Lower and upper clipping bounds, in units of the spread.
+    maxiters : int
+        Maximum clipping rounds.
     weights : sequence of float, optional
-        Per-frame weights for ``'mean'``.
+        Per-frame weights for ``'average'`` and ``'sum'``.
     band_rows : int, optional
         Output rows per band.
     order : str, optional
-        Interpolation order for ``method='interp'``.
+        Interpolation order for ``reprojection='interp'``.
 
     Returns
     -------
@@ -204,18 +232,10 @@ def coadd(
     Raises
     ------
     ParamError
-        Unknown method/combine/reject, or weights of the wrong length.
+        Unknown ``reprojection``, ``method`` or ``rejection``, no frames, or weights of the
+        wrong length.
     """
-    from astropy.stats import sigma_clip
-
-    if method not in _METHODS:
-        raise ParamError(
-            "method", f"unknown reprojection method {method!r}; choose one of {', '.join(_METHODS)}"
-        )
-    if combine not in ("mean", "median", "sum"):
-        raise ParamError("combine", f"unknown combine {combine!r}; choose mean, median or sum")
-    if reject not in (None, "none", "sigma_clip"):
-        raise ParamError("reject", f"unknown rejection {reject!r}; choose None or 'sigma_clip'")
+    _check_coadd_args(reprojection, method, rejection)
     frames = list(frames)
     if not frames:
         raise ParamError("frames", "no frames to co-add")
@@ -239,39 +259,78 @@ def coadd(
     for r0 in range(0, ny, step):
         r1 = min(ny, r0 + step)
         stack, foot = reproject_frames(
-            frames, wcs_out, (ny, nx), method=method, order=order, rows=slice(r0, r1)
+            frames, wcs_out, (ny, nx), reprojection=reprojection, order=order, rows=slice(r0, r1)
         )
         cov[r0:r1] = foot.sum(axis=0)
         valid = np.isfinite(stack)
-        if reject == "sigma_clip" and len(frames) >= 3:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", (AstropyUserWarning, RuntimeWarning))
-                clipped = sigma_clip(
-                    stack,
-                    sigma=sigma,
-                    maxiters=maxiters,
-                    axis=0,
-                    masked=True,
-                    cenfunc="median",
-                    stdfunc="mad_std",
-                )
-            keep = ~np.ma.getmaskarray(clipped)
+        if rejection == "sigma_clip" and len(frames) >= 3:
+            keep = _sigma_clip_keep(stack, sigma_low, sigma_high, maxiters)
             n_rej += int(np.count_nonzero(valid & ~keep))
             valid &= keep
-        n = valid.sum(axis=0)
-        used[r0:r1] = n
-        vals = np.where(valid, stack, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            if combine == "median":
-                band = np.nanmedian(vals, axis=0)
-            else:
-                w = (wts[:, None, None] if wts is not None else np.ones((len(frames), 1, 1))) * valid
-                band = np.nansum(np.where(valid, stack, 0.0) * w, axis=0) / w.sum(axis=0)
-                if combine == "sum":
-                    band = band * cov[r0:r1]
-        band[n == 0] = np.nan
-        out[r0:r1] = band
+        used[r0:r1] = valid.sum(axis=0)
+        out[r0:r1] = _combine_band(stack, valid, method, wts, cov[r0:r1])
     return CoaddResult(data=out, coverage=cov, n_used=used, wcs=wcs_out, shape=(ny, nx), n_rejected=n_rej)
 
 
+def _check_coadd_args(reprojection, method, rejection) -> None:
+    if reprojection not in REPROJECTIONS:
+        raise _unknown_reprojection(reprojection)
+    if method not in METHODS:
+        raise ParamError("method", f"unknown combination method {method!r}; choose average, median or sum")
+    if rejection not in (None, *REJECTIONS):
+        raise ParamError("rejection", f"unknown rejection {rejection!r}; choose 'none' or 'sigma_clip'")
+
+
+def _sigma_clip_keep(stack, sigma_low, sigma_high, maxiters) -> np.ndarray:
+    """Samples of ``stack`` (n, rows, nx) kept by sigma clipping along the frame axis."""
+    from astropy.stats import sigma_clip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (AstropyUserWarning, RuntimeWarning))
+        clipped = sigma_clip(
+            stack,
+            sigma_lower=sigma_low,
+            sigma_upper=sigma_high,
+            maxiters=maxiters,
+            axis=0,
+            masked=True,
+            cenfunc="median",
+            stdfunc="mad_std",
+        )
+    return ~np.ma.getmaskarray(clipped)
+
+
+def _combine_band(stack, valid, method, wts, coverage) -> np.ndarray:
+    """Combine the ``valid`` samples of one band; NaN where none is left."""
+    n = valid.sum(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if method == "median":
+            band = np.nanmedian(np.where(valid, stack, np.nan), axis=0)
+        else:
+            w = (wts[:, None, None] if wts is not None else np.ones((len(stack), 1, 1))) * valid
+            band = np.nansum(np.where(valid, stack, 0.0) * w, axis=0) / w.sum(axis=0)
+            if method == "sum":
+                band = band * coverage
+    band[n == 0] = np.nan
+    return band
+
+
+class LazyPlane:
+    """One plane of frame ``i`` of a series (any sequence of CCDData), read only when numpy
+    asks for it.
+
+    :func:`coadd` calls ``np.asarray`` on each frame once per output band, so frames are read
+    from disk as needed instead of all being held in memory. Masked pixels become NaN (no data).
+    """
+
+    def __init__(self, series, i: int, plane: int | None):
+        self.series, self.i, self.plane = series, i, plane
+
+    def __array__(self, dtype=None, copy=None):
+        ccd = self.series[self.i]
+        data = np.array(ccd.data, dtype=np.float64)
+        if ccd.mask is not None:
+            data[np.broadcast_to(ccd.mask, data.shape)] = np.nan
+        data = data if self.plane is None else data[self.plane]
+        return data if dtype is None else data.astype(dtype, copy=False)

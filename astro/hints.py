@@ -54,9 +54,28 @@ def hints_from_header(header) -> dict:
         (``'arcsecperpix'``), and ``sources`` naming the keywords used. Pass it as
         ``plate_solve(..., hints=...)``.
     """
-    h = header
+    get = _header_getter(header)
     out: dict = {}
     sources: dict = {}
+    position = _position_hint(get)
+    if position is not None:
+        out["ra_hint"], out["dec_hint"], sources["position"] = position
+    scale, sources_scale = _pixel_scale_hint(get)
+    if sources_scale is not None:
+        sources["scale"] = sources_scale
+    if scale is not None and np.isfinite(scale) and scale > 0:
+        out.update(
+            pixel_scale_arcsec=float(scale),
+            scale_low=0.9 * scale,
+            scale_high=1.1 * scale,
+            scale_units="arcsecperpix",
+        )
+    out["sources"] = sources
+    return out
+
+
+def _header_getter(h):
+    """``get(key)``: the header value, None when absent, blank or unreadable."""
 
     def get(key):
         try:
@@ -65,6 +84,11 @@ def hints_from_header(header) -> dict:
             return None
         return None if v is None or (isinstance(v, str) and not v.strip()) else v
 
+    return get
+
+
+def _position_hint(get):
+    """``(ra, dec, 'KEY1/KEY2')`` from the first keyword pair that reads as a sky position."""
     ctype = str(get("CTYPE1") or "RA")
     pairs = []
     if ctype.upper().startswith("RA"):
@@ -83,11 +107,16 @@ def hints_from_header(header) -> dict:
         except (ValueError, TypeError):
             continue
         if 0 <= ra < 360 and -90 <= dec <= 90:
-            out["ra_hint"], out["dec_hint"] = ra % 360.0, dec
-            sources["position"] = f"{kra}/{kdec}"
-            break
+            return ra % 360.0, dec, f"{kra}/{kdec}"
+    return None
 
-    scale = None
+
+def _pixel_scale_hint(get):
+    """``(arcsec/px, source)``: from focal length and pixel size, else a scale keyword.
+
+    The source is set whenever a value was read, even one that is not a usable scale.
+    """
+    scale, source = None, None
     focal = get("FOCALLEN")
     try:
         focal = float(focal) if focal is not None else None
@@ -106,7 +135,7 @@ def hints_from_header(header) -> dict:
                     px *= float(get("XBINNING") or 1)
                     py *= float(get("YBINNING") or 1)
                 scale = float(206.264806 * np.sqrt(px * py) / focal)
-                sources["scale"] = "FOCALLEN+" + ("XPIXSZ" if binned else "PIXSIZE1*XBINNING")
+                source = "FOCALLEN+" + ("XPIXSZ" if binned else "PIXSIZE1*XBINNING")
         except (TypeError, ValueError):
             scale = None
     if scale is None:
@@ -114,18 +143,8 @@ def hints_from_header(header) -> dict:
             v = get(key)
             try:
                 if v is not None and float(v) > 0:
-                    scale, sources["scale"] = float(v), key
+                    scale, source = float(v), key
                     break
             except (TypeError, ValueError):
                 continue
-    if scale is not None and np.isfinite(scale) and scale > 0:
-        out.update(
-            pixel_scale_arcsec=float(scale),
-            scale_low=0.9 * scale,
-            scale_high=1.1 * scale,
-            scale_units="arcsecperpix",
-        )
-    out["sources"] = sources
-    return out
-
-
+    return scale, source

@@ -217,23 +217,59 @@ def simulate_session(*, seed=0, shape=(400, 600), n_bias=8, n_darks=6, dark_expo
         negative counts, noise or levels, non-positive exposures or gain, fractions out of range,
         a bad ``fwhm_range`` or an unknown ``bayer`` pattern.
     """
+    shape = _checked_shape(shape)
+    _check_values(
+        counts={"n_bias": n_bias, "n_darks": n_darks, "n_flats": n_flats, "n_lights": n_lights,
+                "n_stars": n_stars},
+        positive={"dark_exposure": dark_exposure, "flat_exposure": flat_exposure,
+                  "light_exposure": light_exposure, "gain": gain, "flat_level": flat_level},
+        non_negative={"read_noise": read_noise, "bias_level": bias_level,
+                      "dark_current": dark_current, "sky_level": sky_level, "dither": dither},
+    )
+    _check_ranges(hot_pixel_fraction, vignetting, sky_gradient, fwhm_range, rotation_deg, bayer)
+
+    camera = _Camera(seed, shape, gain=gain, read_noise=read_noise, bias_level=bias_level,
+                     dark_current=dark_current, hot_pixel_fraction=hot_pixel_fraction,
+                     vignetting=vignetting, bayer=bayer, filter_name=filter_name)
+    sky = _sky_map(seed, shape, sky_level, sky_gradient)
+    ny, nx = shape
+    # Margin so that dithered and rotated frames stay filled: the dither, the largest rotation
+    # displacement (at the corners) and the PSF footprint.
+    corner = math.hypot(nx / 2, ny / 2)
+    margin = dither + corner * abs(math.radians(rotation_deg)) + 4.0 * fwhm_range[1]
+    field = _star_field(_rng(seed, _STREAM_STARS), shape, int(n_stars), margin)
+
+    for i in range(int(n_bias)):
+        camera.expose("bias", i, None, 0.0)
+    for i in range(int(n_darks)):
+        camera.expose("dark", i, None, float(dark_exposure))
+    flat_electrons = flat_level * gain * camera.response
+    for i in range(int(n_flats)):
+        camera.expose("flat", i, lambda rng: rng.poisson(flat_electrons), float(flat_exposure))
+    _expose_lights(camera, int(n_lights), float(light_exposure), sky, field,
+                   _pointings(seed, n_lights, dither, fwhm_range), rotation_deg)
+    return camera.frames
+
+
+def _checked_shape(shape) -> tuple[int, int]:
     try:
         shape_ok = len(shape) == 2 and all(int(n) == n and n >= 16 for n in shape)
     except TypeError:
         shape_ok = False
     _check(shape_ok, "shape", "must be two integers >= 16", shape)
-    shape = (int(shape[0]), int(shape[1]))
-    for name, value in (("n_bias", n_bias), ("n_darks", n_darks), ("n_flats", n_flats),
-                        ("n_lights", n_lights), ("n_stars", n_stars)):
+    return (int(shape[0]), int(shape[1]))
+
+
+def _check_values(counts: dict, positive: dict, non_negative: dict) -> None:
+    for name, value in counts.items():
         _check(int(value) == value and value >= 0, name, "must be an integer >= 0", value)
-    for name, value in (("dark_exposure", dark_exposure), ("flat_exposure", flat_exposure),
-                        ("light_exposure", light_exposure), ("gain", gain),
-                        ("flat_level", flat_level)):
+    for name, value in positive.items():
         _check(value > 0, name, "must be > 0", value)
-    for name, value in (("read_noise", read_noise), ("bias_level", bias_level),
-                        ("dark_current", dark_current), ("sky_level", sky_level),
-                        ("dither", dither)):
+    for name, value in non_negative.items():
         _check(value >= 0, name, "must be >= 0", value)
+
+
+def _check_ranges(hot_pixel_fraction, vignetting, sky_gradient, fwhm_range, rotation_deg, bayer):
     _check(0 <= hot_pixel_fraction < 1, "hot_pixel_fraction", "must be in [0, 1)",
            hot_pixel_fraction)
     _check(0 <= vignetting < 1, "vignetting", "must be in [0, 1)", vignetting)
@@ -244,84 +280,104 @@ def simulate_session(*, seed=0, shape=(400, 600), n_bias=8, n_darks=6, dark_expo
     _check(bayer is None or bayer in BAYER_PATTERNS, "bayer",
            f"must be None or one of {', '.join(BAYER_PATTERNS)}", bayer)
 
+
+_IMAGETYP = {"bias": "Bias Frame", "dark": "Dark Frame", "flat": "Flat Field",
+             "light": "Light Frame"}
+
+
+class _Camera:
+    """The simulated detector and the session clock; `expose` digitises and records frames.
+
+    The fixed pattern (bias columns, pixel response non-uniformity, hot pixels) is drawn once
+    from the detector stream, so every frame of the session shares it.
+    """
+
+    def __init__(self, seed, shape, *, gain, read_noise, bias_level, dark_current,
+                 hot_pixel_fraction, vignetting, bayer, filter_name):
+        ny, nx = shape
+        det = _rng(seed, _STREAM_DETECTOR)
+        column_pattern = det.normal(0.0, COLUMN_PATTERN_RMS_ADU, nx)
+        column_pattern -= column_pattern.mean()
+        prnu = 1.0 + det.normal(0.0, PRNU_RMS, shape)
+        n_hot = int(round(hot_pixel_fraction * ny * nx))
+        hot_index = det.choice(ny * nx, size=n_hot, replace=False)
+        current = np.full(ny * nx, float(dark_current))
+        current[hot_index] = np.exp(det.uniform(*np.log(HOT_CURRENT_RANGE), n_hot))
+        self.column_pattern = column_pattern
+        self.current = current.reshape(shape)  # dark current, e-/s
+        #: Relative response to light: vignetting, pixel non-uniformity and colour filter.
+        self.response = _vignetting_profile(shape, vignetting) * prnu * _cfa_map(shape, bayer)
+        self.seed, self.shape, self.gain, self.read_noise = seed, shape, gain, read_noise
+        self.bias_level, self.bayer, self.filter_name = bias_level, bayer, filter_name
+        self.clock = Time(SESSION_START, format="isot", scale="utc")
+        self.frames: dict[str, list[CCDData]] = {"bias": [], "dark": [], "flat": [], "light": []}
+
+    def expose(self, kind, index, electrons, exposure, extra=None):
+        """Add frame ``index`` of ``kind``: ``electrons(rng)`` (or none) plus dark current and
+        read noise over ``exposure`` seconds, digitised; ``extra`` header cards."""
+        noise = _rng(self.seed, _STREAM_FRAMES, list(self.frames).index(kind), index)
+        e = electrons(noise) if electrons is not None else 0.0
+        if exposure > 0:
+            e = e + noise.poisson(self.current * exposure)
+        adu = (e / self.gain + self.bias_level + self.column_pattern
+               + noise.normal(0.0, self.read_noise / self.gain, self.shape))
+        data = np.clip(np.round(adu), 0.0, ADU_MAX).astype(np.float32)
+        header = self._header(kind, exposure, extra)
+        self.clock = self.clock + TimeDelta(exposure + READOUT_SECONDS, format="sec")
+        self.frames[kind].append(CCDData(data, unit=u.adu, meta=header))
+
+    def _header(self, kind, exposure, extra) -> fits.Header:
+        header = fits.Header()
+        header["IMAGETYP"] = _IMAGETYP[kind]
+        header["EXPTIME"] = (float(exposure), "[s] exposure time")
+        header["GAIN"] = (float(self.gain), "[e-/ADU] detector gain")
+        header["RDNOISE"] = (float(self.read_noise), "[e-] read noise")
+        header["FILTER"] = self.filter_name
+        header["CCD-TEMP"] = (CCD_TEMP, "[C] sensor temperature")
+        header["DATE-OBS"] = (self.clock.isot, "UTC start of exposure")
+        header["INSTRUME"] = "Starloom simulator"
+        if self.bayer is not None:
+            header["BAYERPAT"] = self.bayer
+        for key, value in (extra or {}).items():
+            header[key] = value
+        return header
+
+
+def _sky_map(seed, shape, sky_level, sky_gradient) -> np.ndarray:
+    """Sky in e-/s/pixel: a linear gradient along a seeded direction (phase angle phi)."""
     ny, nx = shape
-    det = _rng(seed, _STREAM_DETECTOR)
-    column_pattern = det.normal(0.0, COLUMN_PATTERN_RMS_ADU, nx)
-    column_pattern -= column_pattern.mean()
-    prnu = 1.0 + det.normal(0.0, PRNU_RMS, shape)
-    n_hot = int(round(hot_pixel_fraction * ny * nx))
-    hot_index = det.choice(ny * nx, size=n_hot, replace=False)
-    current = np.full(ny * nx, float(dark_current))
-    current[hot_index] = np.exp(det.uniform(*np.log(HOT_CURRENT_RANGE), n_hot))
-    current = current.reshape(shape)
-
-    response = _vignetting_profile(shape, vignetting) * prnu * _cfa_map(shape, bayer)
-
-    sky_rng = _rng(seed, _STREAM_SKY)
-    phi = sky_rng.uniform(0.0, 2.0 * math.pi)
+    phi = _rng(seed, _STREAM_SKY).uniform(0.0, 2.0 * math.pi)
     y, x = np.mgrid[0:ny, 0:nx]
     proj = (x - (nx - 1) / 2) * math.cos(phi) + (y - (ny - 1) / 2) * math.sin(phi)
-    sky = sky_level * (1.0 + 0.5 * sky_gradient * proj / np.abs(proj).max())
+    return sky_level * (1.0 + 0.5 * sky_gradient * proj / np.abs(proj).max())
 
-    # Margin so that dithered and rotated frames stay filled: the dither, the largest rotation
-    # displacement (at the corners) and the PSF footprint.
-    corner = math.hypot(nx / 2, ny / 2)
-    margin = dither + corner * abs(math.radians(rotation_deg)) + 4.0 * fwhm_range[1]
-    star_x, star_y, star_flux = _star_field(_rng(seed, _STREAM_STARS), shape, int(n_stars), margin)
 
+def _pointings(seed, n_lights, dither, fwhm_range):
+    """Dither offsets ``(n, 2)`` (the first light at (0, 0)) and seeing FWHMs ``(n,)`` in px."""
     dither_rng = _rng(seed, _STREAM_DITHER)
     dithers = dither_rng.uniform(-dither, dither, (max(int(n_lights), 1), 2))
     dithers[0] = 0.0
     fwhms = dither_rng.uniform(fwhm_range[0], fwhm_range[1], max(int(n_lights), 1))
+    return dithers, fwhms
 
-    clock = Time(SESSION_START, format="isot", scale="utc")
-    frames: dict[str, list[CCDData]] = {"bias": [], "dark": [], "flat": [], "light": []}
 
-    def digitise(kind, index, electrons, exposure, extra=None):
-        nonlocal clock
-        noise = _rng(seed, _STREAM_FRAMES, list(frames).index(kind), index)
-        e = electrons(noise) if electrons is not None else 0.0
-        if exposure > 0:
-            e = e + noise.poisson(current * exposure)
-        adu = e / gain + bias_level + column_pattern + noise.normal(0.0, read_noise / gain, shape)
-        data = np.clip(np.round(adu), 0.0, ADU_MAX).astype(np.float32)
-        header = fits.Header()
-        header["IMAGETYP"] = {"bias": "Bias Frame", "dark": "Dark Frame", "flat": "Flat Field",
-                              "light": "Light Frame"}[kind]
-        header["EXPTIME"] = (float(exposure), "[s] exposure time")
-        header["GAIN"] = (float(gain), "[e-/ADU] detector gain")
-        header["RDNOISE"] = (float(read_noise), "[e-] read noise")
-        header["FILTER"] = filter_name
-        header["CCD-TEMP"] = (CCD_TEMP, "[C] sensor temperature")
-        header["DATE-OBS"] = (clock.isot, "UTC start of exposure")
-        header["INSTRUME"] = "Starloom simulator"
-        if bayer is not None:
-            header["BAYERPAT"] = bayer
-        for key, value in (extra or {}).items():
-            header[key] = value
-        clock = clock + TimeDelta(exposure + READOUT_SECONDS, format="sec")
-        frames[kind].append(CCDData(data, unit=u.adu, meta=header))
-
-    for i in range(int(n_bias)):
-        digitise("bias", i, None, 0.0)
-    for i in range(int(n_darks)):
-        digitise("dark", i, None, float(dark_exposure))
-    flat_electrons = flat_level * gain * response
-    for i in range(int(n_flats)):
-        digitise("flat", i, lambda rng: rng.poisson(flat_electrons), float(flat_exposure))
+def _expose_lights(camera, n_lights, light_exposure, sky, field, pointings, rotation_deg):
+    """Render and expose the lights: the star ``field`` rotated (linearly in time up to
+    ``rotation_deg``) about the frame centre, dithered, seen through each light's seeing."""
+    (star_x, star_y, star_flux), (dithers, fwhms) = field, pointings
+    ny, nx = camera.shape
     xc, yc = (nx - 1) / 2, (ny - 1) / 2
-    for i in range(int(n_lights)):
+    for i in range(n_lights):
         theta = math.radians(rotation_deg) * (i / (n_lights - 1) if n_lights > 1 else 0.0)
         dx, dy = dithers[i]
         c, s = math.cos(theta), math.sin(theta)
         x_i = xc + c * (star_x - xc) - s * (star_y - yc) + dx
         y_i = yc + s * (star_x - xc) + c * (star_y - yc) + dy
-        stars = _render_stars(shape, x_i, y_i, star_flux, fwhms[i])
-        expected = (stars + sky) * light_exposure * response
+        stars = _render_stars(camera.shape, x_i, y_i, star_flux, fwhms[i])
+        expected = (stars + sky) * light_exposure * camera.response
         extra = {"SIM-DX": (float(dx), "[px] true dither in x"),
                  "SIM-DY": (float(dy), "[px] true dither in y"),
                  "SIM-ROT": (math.degrees(theta), "[deg] true field rotation"),
                  "SIM-FWHM": (float(fwhms[i]), "[px] true seeing FWHM"),
                  "OBJECT": "Simulated field"}
-        digitise("light", i, lambda rng, e=expected: rng.poisson(e), float(light_exposure), extra)
-    return frames
+        camera.expose("light", i, lambda rng, e=expected: rng.poisson(e), light_exposure, extra)

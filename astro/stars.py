@@ -223,6 +223,52 @@ def detect_stars(
     ParamError
         ``data`` is not 2-D or a parameter is out of range.
     """
+    bad, work = _checked_image(data, fwhm, threshold_sigma, mask)
+    if box_size is None:
+        box_size = int(np.clip(min(work.shape) // 10, 16, 128))
+    bkg, rms = _background(work, bad if bad.any() else None, box_size)
+    # a zero rms (constant or clipped boxes) would make every pixel above it a detection
+    rms = np.where(rms > 0, rms, np.nanmedian(rms[rms > 0]) if (rms > 0).any() else 1.0)
+    fwhm_bounds = fwhm_range if fwhm_range is not None else (max(0.8, 0.4 * fwhm), 6.0 * fwhm)
+    stars, n_found = _find_stars(
+        work - bkg, threshold_sigma * rms, bad, fwhm, fwhm_bounds, sharpness_range, roundness_range,
+        large_stars,
+    )
+    if len(stars) == 0:
+        empty = Table({n: np.zeros(0, dtype=bool if n == "saturated" else float) for n in _COLUMNS})
+        return empty, _metrics(empty, n_found, pixel_scale, bkg, rms)
+    stars.sort("flux", reverse=True)
+    stars = _merge_split_peaks(stars, fwhm)
+    n_rejected = n_found - len(stars)
+    stars = _output_table(stars, work, rms, saturation)
+    if max_stars is not None:
+        stars = stars[: int(max_stars)]
+    stars["x"].unit = stars["y"].unit = stars["fwhm"].unit = u.pix
+    return stars, _metrics(stars, n_rejected, pixel_scale, bkg, rms)
+
+
+#: Columns of `detect_stars`' table, in order.
+_COLUMNS = (
+    "x",
+    "y",
+    "flux",
+    "peak",
+    "snr",
+    "fwhm",
+    "eccentricity",
+    "roundness",
+    "roundness2",
+    "sharpness",
+    "saturated",
+)
+
+
+def _checked_image(data, fwhm, threshold_sigma, mask):
+    """Check `detect_stars`' arguments; return the bad-pixel mask and the working image.
+
+    Bad pixels (non-finite or masked) are set to the median of the good ones in the working
+    image (float64), so that they neither disturb the background nor look like stars.
+    """
     img = np.asarray(data, dtype=np.float64)
     if img.ndim != 2:
         raise ParamError("data", f"expected a 2-D image, got shape {img.shape}")
@@ -237,59 +283,44 @@ def detect_stars(
             raise ParamError("mask", f"shape {mask.shape} differs from the image {img.shape}")
         bad |= mask
     work = np.where(bad, np.nanmedian(img[~bad]) if (~bad).any() else 0.0, img)
-    if box_size is None:
-        box_size = int(np.clip(min(img.shape) // 10, 16, 128))
-    bkg, rms = _background(work, bad if bad.any() else None, box_size)
-    sub = work - bkg
-    rms = np.where(rms > 0, rms, np.nanmedian(rms[rms > 0]) if (rms > 0).any() else 1.0)
+    return bad, work
 
-    thr = threshold_sigma * rms
-    lo, hi = fwhm_range if fwhm_range is not None else (max(0.8, 0.4 * fwhm), 6.0 * fwhm)
+
+def _find_stars(sub, thr, bad, fwhm, fwhm_bounds, sharpness_range, roundness_range, large_stars):
+    """DAOFIND detections within ``fwhm_bounds``, with the big stars of a wider pass.
+
+    Returns ``(stars, n_found)``: the measured stars (unsorted) and the number of DAOFIND
+    peaks of both passes.
+    """
+    lo, hi = fwhm_bounds
     stars = _dao_measure(sub, thr, bad, float(fwhm), sharpness_range, roundness_range, 2.0)
     n_found = len(stars)
     stars = stars[np.isfinite(stars["fwhm"]) & (stars["fwhm"] >= lo) & (stars["fwhm"] <= hi)]
-    if large_stars:
-        # second DAOFIND pass with a 3x wider kernel: centres of big (saturated, haloed) stars,
-        # on which the first pass finds off-centre peaks or nothing
-        big = _dao_measure(sub, thr, bad, 3.0 * fwhm, (0.0, 1.0), (-2.0, 2.0), float(fwhm))
-        big = big[np.isfinite(big["fwhm"]) & (big["fwhm"] >= 2.0 * fwhm) & (big["fwhm"] <= 20.0 * fwhm)]
-        n_found += len(big)
-        if len(big) and len(stars):
-            tree = cKDTree(np.c_[stars["x"], stars["y"]])
-            covered = np.zeros(len(stars), dtype=bool)
-            radii = np.maximum(np.asarray(big["fwhm"]), 2.0 * fwhm)
-            for hits in tree.query_ball_point(np.c_[big["x"], big["y"]], radii):
-                covered[hits] = True
-            stars = stars[~covered]
-        if len(big):
-            stars = vstack([stars, big]) if len(stars) else big
-    names = (
-        "x",
-        "y",
-        "flux",
-        "peak",
-        "snr",
-        "fwhm",
-        "eccentricity",
-        "roundness",
-        "roundness2",
-        "sharpness",
-        "saturated",
-    )
-    if len(stars) == 0:
-        empty = Table({n: np.zeros(0, dtype=bool if n == "saturated" else float) for n in names})
-        return empty, {
-            "n_stars": 0,
-            "n_rejected": n_found,
-            "median_fwhm_px": None,
-            "median_fwhm_arcsec": None,
-            "median_eccentricity": None,
-            "background": float(np.median(bkg)),
-            "background_rms": float(np.median(rms)),
-        }
-    stars.sort("flux", reverse=True)
-    # DAOFIND splits large (saturated, flat-topped) stars into several peaks: keep the brightest
-    # detection within max(fwhm, FWHM/2 of the brighter star)
+    if not large_stars:
+        return stars, n_found
+    # second DAOFIND pass with a 3x wider kernel: centres of big (saturated, haloed) stars,
+    # on which the first pass finds off-centre peaks or nothing
+    big = _dao_measure(sub, thr, bad, 3.0 * fwhm, (0.0, 1.0), (-2.0, 2.0), float(fwhm))
+    big = big[np.isfinite(big["fwhm"]) & (big["fwhm"] >= 2.0 * fwhm) & (big["fwhm"] <= 20.0 * fwhm)]
+    n_found += len(big)
+    if len(big) and len(stars):
+        tree = cKDTree(np.c_[stars["x"], stars["y"]])
+        covered = np.zeros(len(stars), dtype=bool)
+        radii = np.maximum(np.asarray(big["fwhm"]), 2.0 * fwhm)
+        for hits in tree.query_ball_point(np.c_[big["x"], big["y"]], radii):
+            covered[hits] = True
+        stars = stars[~covered]
+    if len(big):
+        stars = vstack([stars, big]) if len(stars) else big
+    return stars, n_found
+
+
+def _merge_split_peaks(stars, fwhm):
+    """Keep the brightest of the detections within max(fwhm, FWHM/2) of a brighter one.
+
+    DAOFIND splits large (saturated, flat-topped) stars into several peaks. ``stars`` must be
+    sorted by flux, brightest first.
+    """
     xy = np.c_[stars["x"], stars["y"]]
     tree = cKDTree(xy)
     radii = np.maximum(float(fwhm), 0.5 * np.nan_to_num(np.asarray(stars["fwhm"], dtype=float)))
@@ -298,18 +329,21 @@ def detect_stars(
         if alive[i]:
             later = [j for j in hits if j > i]
             alive[later] = False
-    stars = stars[alive]
-    n_rejected = n_found - len(stars)
-    xi = np.clip(np.rint(np.asarray(stars["x"])).astype(int), 0, img.shape[1] - 1)
-    yi = np.clip(np.rint(np.asarray(stars["y"])).astype(int), 0, img.shape[0] - 1)
+    return stars[alive]
+
+
+def _output_table(stars, work, rms, saturation):
+    """The `detect_stars` table: the measurements plus ``snr`` and the ``saturated`` flag."""
+    from scipy.ndimage import maximum_filter
+
+    xi = np.clip(np.rint(np.asarray(stars["x"])).astype(int), 0, work.shape[1] - 1)
+    yi = np.clip(np.rint(np.asarray(stars["y"])).astype(int), 0, work.shape[0] - 1)
     snr = np.asarray(stars["flux"]) / (rms[yi, xi] * np.sqrt(np.maximum(np.asarray(stars["npix"]), 1.0)))
     if saturation is None:
         top = np.nanmax(work)
         saturation = top if np.count_nonzero(work >= top) >= 5 else np.inf
-    from scipy.ndimage import maximum_filter
-
     local_max = maximum_filter(work, size=3)[yi, xi]
-    stars = Table(
+    return Table(
         {
             "x": stars["x"],
             "y": stars["y"],
@@ -324,12 +358,13 @@ def detect_stars(
             "saturated": local_max >= float(saturation),
         }
     )
-    if max_stars is not None:
-        stars = stars[: int(max_stars)]
-    stars["x"].unit = stars["y"].unit = stars["fwhm"].unit = u.pix
+
+
+def _metrics(stars, n_rejected, pixel_scale, bkg, rms) -> dict:
+    """`detect_stars`' metrics; medians over the non-saturated stars when there are 3."""
     ref = stars[~stars["saturated"]] if np.count_nonzero(~stars["saturated"]) >= 3 else stars
     med_fwhm = float(np.nanmedian(ref["fwhm"])) if len(ref) else None
-    metrics = {
+    return {
         "n_stars": len(stars),
         "n_rejected": n_rejected,
         "median_fwhm_px": med_fwhm,
@@ -340,6 +375,3 @@ def detect_stars(
         "background": float(np.median(bkg)),
         "background_rms": float(np.median(rms)),
     }
-    return stars, metrics
-
-

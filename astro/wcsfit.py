@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
@@ -96,80 +97,118 @@ def refine_wcs(
         raise ParamError("catalog", f"needs columns ra, dec (has {catalog.colnames})")
     degree = int(sip_degree) if sip_degree and int(sip_degree) >= 2 else 0
     need = int(min_matches) if min_matches is not None else min_sip_pairs(degree)
-    x = np.asarray(stars_table["x"], dtype=float)
-    y = np.asarray(stars_table["y"], dtype=float)
     cat = SkyCoord(
         np.asarray(catalog["ra"], dtype=float) * u.deg, np.asarray(catalog["dec"], dtype=float) * u.deg
     )
     mag = np.asarray(catalog["mag"], dtype=float) if "mag" in catalog.colnames else np.full(len(cat), np.nan)
     scale = float(np.sqrt(np.abs(np.linalg.det(wcs.celestial.pixel_scale_matrix)))) * 3600.0
     radius = float(match_radius_arcsec) if match_radius_arcsec else max(2.0, 3.0 * scale)
+    pairing = _Pairing(
+        np.asarray(stars_table["x"], dtype=float), np.asarray(stars_table["y"], dtype=float),
+        cat, radius, degree,
+    )
+    si, ci, current = _fit_iteratively(pairing, wcs, need, n_iter)
+    si, ci, current, n_clipped = _clip_outliers(pairing, si, ci, current, clip_sigma, scale, need)
+    current.pixel_shape = wcs.pixel_shape
+    residuals, stats = _residuals(pairing, mag, si, ci, current, wcs)
+    stats.update(match_radius_arcsec=radius, sip_degree=degree, n_clipped=n_clipped)
+    return current, residuals, stats
 
-    def match(w):
-        if len(x) == 0 or len(cat) == 0:
+
+@dataclass
+class _Pairing:
+    """Detected stars (0-based pixels), catalogue, match radius and fit degree of a refit."""
+
+    x: np.ndarray
+    y: np.ndarray
+    cat: SkyCoord
+    radius: float  # arcsec
+    degree: int  # SIP degree, 0 for TAN
+
+    def match(self, w):
+        """Indices ``(stars, catalogue)`` of the pairs within the radius under WCS ``w``."""
+        if len(self.x) == 0 or len(self.cat) == 0:
             return np.zeros(0, int), np.zeros(0, int)
-        sky = w.pixel_to_world(x, y)
-        idx, d2d, _ = sky.match_to_catalog_sky(cat)
+        sky = w.pixel_to_world(self.x, self.y)
+        idx, d2d, _ = sky.match_to_catalog_sky(self.cat)
         d = d2d.arcsec
-        ok = np.nonzero(d <= radius)[0]
+        ok = np.nonzero(d <= self.radius)[0]
         # one detection per catalogue star: keep the closest
         order = ok[np.argsort(d[ok])]
         _, first = np.unique(idx[order], return_index=True)
         sel = np.sort(order[first])
         return sel, idx[sel]
 
-    def fail(n):
-        raise WCSFitError(
-            f"only {n} detected stars matched catalogue stars within {radius:.1f} arcsec; a "
-            f"{'TAN-SIP degree %d' % degree if degree else 'TAN'} fit needs at least {need}. "
-            "Use a deeper catalogue, a larger match_radius_arcsec, or a lower sip_degree."
-        )
-
-    def fit(si, ci):
+    def fit(self, si, ci):
+        """TAN(-SIP) WCS fitted to the pairs ``(si, ci)``."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", (FITSFixedWarning, AstropyUserWarning))
             return fit_wcs_from_points(
-                (x[si], y[si]), cat[ci], projection="TAN", sip_degree=degree if degree else None
+                (self.x[si], self.y[si]), self.cat[ci], projection="TAN",
+                sip_degree=self.degree if self.degree else None,
             )
 
+    def too_few(self, n, need) -> WCSFitError:
+        return WCSFitError(
+            f"only {n} detected stars matched catalogue stars within {self.radius:.1f} arcsec; a "
+            f"{'TAN-SIP degree %d' % self.degree if self.degree else 'TAN'} fit needs at least "
+            f"{need}. Use a deeper catalogue, a larger match_radius_arcsec, or a lower sip_degree."
+        )
+
+
+def _fit_iteratively(p: _Pairing, wcs, need, n_iter):
+    """Match and fit ``n_iter`` times; stop early when the new fit matches fewer than ``need``.
+
+    Returns ``(si, ci, wcs)``: the pairs and the last fit.
+    """
     current = wcs
-    si, ci = match(current)
-    n_clipped = 0
+    si, ci = p.match(current)
     for _ in range(max(1, int(n_iter))):
         if len(si) < need:
-            fail(len(si))
-        new = fit(si, ci)
-        si2, ci2 = match(new)
+            raise p.too_few(len(si), need)
+        new = p.fit(si, ci)
+        si2, ci2 = p.match(new)
         if len(si2) >= need:
             si, ci, current = si2, ci2, new
         else:
             current = new
             break
-    sep = current.pixel_to_world(x[si], y[si]).separation(cat[ci]).arcsec
+    return si, ci, current
+
+
+def _clip_outliers(p: _Pairing, si, ci, current, clip_sigma, scale, need):
+    """Drop pairs off by more than ``clip_sigma`` rms and 1 px (``scale`` arcsec) and refit,
+    unless fewer than ``need`` would remain. Returns ``(si, ci, wcs, n_clipped)``."""
+    sep = current.pixel_to_world(p.x[si], p.y[si]).separation(p.cat[ci]).arcsec
     rms = np.sqrt(np.mean(sep**2))
     bad = (sep > clip_sigma * rms) & (sep > scale)
     if bad.any() and len(si) - bad.sum() >= need:
         n_clipped = int(bad.sum())
         si, ci = si[~bad], ci[~bad]
-        current = fit(si, ci)
-    current.pixel_shape = wcs.pixel_shape
-    fit_sky = current.pixel_to_world(x[si], y[si])
-    dra, ddec = cat[ci].spherical_offsets_to(fit_sky)
-    total = fit_sky.separation(cat[ci]).arcsec
-    px, py = current.world_to_pixel(cat[ci])
-    before = wcs.pixel_to_world(x[si], y[si]).separation(cat[ci]).arcsec
+        return si, ci, p.fit(si, ci), n_clipped
+    return si, ci, current, 0
+
+
+def _residuals(p: _Pairing, mag, si, ci, fitted, before_wcs):
+    """Per-pair residuals under the refined WCS, and their statistics (before and after)."""
+    x, y, cat = p.x[si], p.y[si], p.cat[ci]
+    fit_sky = fitted.pixel_to_world(x, y)
+    dra, ddec = cat.spherical_offsets_to(fit_sky)
+    total = fit_sky.separation(cat).arcsec
+    px, py = fitted.world_to_pixel(cat)
+    before = before_wcs.pixel_to_world(x, y).separation(cat).arcsec
     res = Table(
         {
-            "x": x[si],
-            "y": y[si],
-            "ra": cat[ci].ra.deg,
-            "dec": cat[ci].dec.deg,
+            "x": x,
+            "y": y,
+            "ra": cat.ra.deg,
+            "dec": cat.dec.deg,
             "mag": mag[ci],
             "dra_arcsec": dra.to_value(u.arcsec),
             "ddec_arcsec": ddec.to_value(u.arcsec),
             "total_arcsec": total,
-            "dx_px": np.asarray(px) - x[si],
-            "dy_px": np.asarray(py) - y[si],
+            "dx_px": np.asarray(px) - x,
+            "dy_px": np.asarray(py) - y,
         }
     )
     stats = {
@@ -178,10 +217,5 @@ def refine_wcs(
         "rms_before_arcsec": float(np.sqrt(np.mean(before**2))),
         "median_arcsec": float(np.median(total)),
         "max_arcsec": float(np.max(total)),
-        "match_radius_arcsec": radius,
-        "sip_degree": degree,
-        "n_clipped": n_clipped,
     }
-    return current, res, stats
-
-
+    return res, stats

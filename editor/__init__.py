@@ -1,9 +1,13 @@
 """The visual editor (``starloom edit``): Starloom graphs built, edited, run and inspected in a
 Ryven flow view. Needs the ``editor`` extra (ryvencore-qt, PySide6).
 
-Modules: :mod:`.app` (window, ``main``), :mod:`.graph_editor` (document <-> flow, runs),
-:mod:`.nodes` (Ryven node classes generated from the registry), :mod:`.forms` (parameter forms),
-:mod:`.viewer` (thumbnails and the image viewer).
+The document and every edit of it live in :mod:`starloom.graph_runtime.editing` (no Qt); this
+package is a view and controller over it. Modules: :mod:`.app` (window, ``main``),
+:mod:`.graph_editor` (the controller: user actions to document operations, refusals shown),
+:mod:`.flow_mirror` (the Ryven flow kept equal to the document), :mod:`.run_controller` (runs in a
+worker thread, run state on the nodes), :mod:`.layout` (where nodes go), :mod:`.ryven_adapter`
+(the only use of Ryven's private members), :mod:`.nodes` (Ryven node classes generated from the
+registry), :mod:`.forms` (parameter forms), :mod:`.viewer` (thumbnails and the image viewer).
 """
 import os
 

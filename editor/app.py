@@ -88,11 +88,12 @@ class EditorWindow(QMainWindow):
                       ("Open &image…", "Ctrl+I", self.open_image_dialog),
                       None,
                       ("&Quit", QKeySequence.Quit, self.close)],
-            # Undo, redo and delete keys are the flow view's own shortcuts.
-            "&Edit": [("&Undo\tCtrl+Z", None, ed.view._undo_activated),
-                      ("&Redo\tCtrl+Y", None, ed.view._redo_activated),
+            # Undo and redo are the document's (text fields keep their own for typing); the
+            # Delete key is the flow view's own.
+            "&Edit": [("&Undo", QKeySequence.Undo, ed.undo),
+                      ("&Redo", QKeySequence.Redo, ed.redo),
                       None,
-                      ("&Delete selected\tDel", None, ed.view.remove_selected_components__cmd),
+                      ("&Delete selected\tDel", None, ed.remove_selected),
                       ("&Arrange nodes", "Ctrl+L", ed.arrange)],
             "&Run": [("&Run graph", "F5", ed.run),
                      ("Run, &recomputing all", "Shift+F5",
@@ -109,7 +110,9 @@ class EditorWindow(QMainWindow):
                     continue
                 text, keys, fn = entry
                 action = QAction(text, self)
-                if keys is not None:
+                if isinstance(keys, QKeySequence.StandardKey):
+                    action.setShortcuts(keys)  # every binding of the platform (redo has two)
+                elif keys is not None:
                     action.setShortcut(QKeySequence(keys))
                 action.triggered.connect(lambda _=False, fn=fn: fn())
                 menu.addAction(action)

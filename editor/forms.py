@@ -206,7 +206,7 @@ class ParamForm(_Form):
         self.label_edit = QLineEdit()
         self.label_edit.setPlaceholderText(title)
         self.label_edit.editingFinished.connect(
-            lambda: editor.set_label(self.spec.id, self.label_edit.text()))
+            lambda: self._result(editor.set_label(self.spec.id, self.label_edit.text())))
         self._row("label", self.label_edit, "Title shown on the node")
         if cls is not None:
             schema = cls.Params.model_json_schema()

@@ -4,7 +4,7 @@ Each registered node type becomes one ryvencore ``Node`` subclass (its ports nam
 the Starloom type declares them) with a ryvencore-qt ``NodeGUI`` subclass (title, colour, help
 text) and a small body widget showing the node's id, run state, progress, messages and a
 thumbnail of its latest image output. The classes carry no behaviour: nodes never run inside
-Ryven, the Starloom runtime runs the graph (see :mod:`starloom.editor.graph_editor`).
+Ryven, the Starloom runtime runs the graph (see :mod:`starloom.editor.run_controller`).
 """
 from __future__ import annotations
 
@@ -136,10 +136,17 @@ def describe(value) -> str:
 
 
 class StarloomNodeGUI(NodeGUI):
-    """GUI class shared by the generated nodes; subclassed per type for title, colour and help."""
+    """GUI class shared by the generated nodes; subclassed per type for title, colour and help.
+
+    The node's document entry is ``node.starloom_spec`` (set by the flow mirror before the GUI
+    is made). User requests made on the node are only signalled: whoever drew the node
+    (:class:`~starloom.editor.flow_mirror.FlowMirror`) acts on them.
+    """
 
     main_widget_class = NodeBody
     main_widget_pos = "below ports"
+    title_edited = Signal(str)    # a title typed in Ryven's "change title" dialog
+    view_requested = Signal(object)  # output port name to show in a viewer, or None
 
     def __init__(self, params):
         super().__init__(params)
@@ -147,11 +154,10 @@ class StarloomNodeGUI(NodeGUI):
         for name, port in self.node.starloom_outputs.items():
             if any(t in IMAGE_TYPES for t in port.types):
                 self.actions[f"view {name}"] = {"method": self.view_output, "data": name}
-        self.editor = getattr(self.node.flow, "starloom_editor", None)
-        self.display_title = wrap_title(self.node.spec.ui.label or self.node.title)
+        self.display_title = wrap_title(self.node.starloom_spec.ui.label or self.node.title)
 
     def initialized(self):
-        self.item.main_widget.set_node_id(self.node.spec.id)
+        self.item.main_widget.set_node_id(self.node.starloom_spec.id)
         # Ryven leaves the item's animator without a parent: it outlives the item and then
         # writes colours into a deleted item. Tie it to the item.
         self.item.animator.animation.setParent(self.item.animator)
@@ -170,24 +176,20 @@ class StarloomNodeGUI(NodeGUI):
             show_value(out, f"{'/'.join(port.types)}: {port.description}")
 
     def set_display_title(self, t: str):
-        """Rename the node's label (the ``ui.label`` of its graph document entry)."""
-        if self.editor is not None:
-            self.editor.set_label(self.node.spec.id, t)
-        else:
-            super().set_display_title(t)
+        """Ryven's "change title" action: ask for the label to become ``t`` (see
+        :attr:`title_edited`); the title shown changes when the document's label does."""
+        self.title_edited.emit(t)
+
+    def show_title(self, label: str | None):
+        """Show ``label`` (or the type's title, for None) as the node's title."""
+        NodeGUI.set_display_title(self, wrap_title(label or self.node.title))
 
     def view_output(self, port: str | None = None):
-        """Open the image viewer on an image output of this node (default: the thumbnail's)."""
-        if self.editor is not None:
-            self.editor.view_output(self.node.spec.id, port)
+        """Ask for the image viewer on an image output (default: the thumbnail's)."""
+        self.view_requested.emit(port)
 
 
-class _UnknownPort:
-    def __init__(self):
-        self.types, self.description, self.optional = ("?",), "unknown node type", True
-
-
-def ryven_node_class(node_cls=None, *, type_id: str | None = None, inputs=(), outputs=()):
+def ryven_node_class(node_cls=None, *, type_id: str | None = None, inputs=None, outputs=None):
     """Make the ryvencore node class (with its GUI class) of one Starloom node type.
 
     Parameters
@@ -195,8 +197,9 @@ def ryven_node_class(node_cls=None, *, type_id: str | None = None, inputs=(), ou
     node_cls : type[starloom.graph_runtime.node.Node], optional
         The registered node type.
     type_id, inputs, outputs : optional
-        For a type not in the registry (a missing plugin): the type id and the port names seen
-        in the graph's edges. The node is drawn in red and keeps its document entry unchanged.
+        For a type not in the registry (a missing plugin): the type id and its ports by name
+        (:data:`~starloom.graph_runtime.editing.UNKNOWN_PORT` each, as the graph's edges name
+        them). The node is drawn in red and keeps its document entry unchanged.
 
     Returns
     -------
@@ -212,8 +215,7 @@ def ryven_node_class(node_cls=None, *, type_id: str | None = None, inputs=(), ou
         color = CATEGORY_COLORS.get(category, "#5b6b7a")
     else:
         category, title = "unknown", f"Unknown: {type_id}"
-        ins = {p: _UnknownPort() for p in inputs}
-        outs = {p: _UnknownPort() for p in outputs}
+        ins, outs = dict(inputs or {}), dict(outputs or {})
         help_text = "This node type is not installed; the node is kept as it is in the file."
         color = "#c62828"
 

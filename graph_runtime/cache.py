@@ -1,30 +1,44 @@
-"""Content-addressed cache of node outputs: an in-memory LRU over an on-disk store.
+"""Content-addressed cache of node outputs, on disk.
 
 Layout of the store (default: the user's cache folder, ``platformdirs.user_cache_dir``)::
 
     objects/<k[:2]>/<key>/manifest.json   key pre-image, timings, library versions, diagnostics
-                          <port>.fits     Image (CCDData with mask and uncertainty)
+                          <port>.fits     Image (CCDData with mask and uncertainty); also each
+                                          output frame of one frame of a per-frame node
                           <port>.ecsv     Table
                           <port>.json     Transform / scalars / Path
                           <port>.series.json  FrameSeries (references to frame entries)
                           files/          files the node wrote into the run folder (outputs/,
                                           artifacts/), restored into a new run on a hit
     fingerprints.sqlite   file content hashes memoized by (path, size, mtime_ns)
+    <name>/               node-private persistent folders (:meth:`Cache.scratch_dir`), e.g.
+                          ``astrometry/`` for plate-solving index files
 
 Each entry is written into a temporary folder and renamed into place, so an interrupted run
 leaves only complete entries; the next run resumes from them. Values are stored as FITS, ECSV and
 JSON, never pickled.
+
+The interface the runtime uses, and nothing else reads or writes ``objects/``:
+
+- :meth:`Cache.lookup` -> :class:`Entry` or None: an entry's manifest, values, frames and files;
+- :meth:`Cache.put`: store a node's output values;
+- :meth:`Cache.put_frame` / :meth:`Cache.put_rejected`: store one frame of a per-frame node
+  (the cache names the files and builds the :class:`FrameRef` of each output frame);
+- :meth:`Cache.hash_file`, :meth:`Cache.scratch_dir`, :meth:`Cache.info`, :meth:`Cache.clear`.
+
+Nothing is kept in memory: the runtime holds the values a run still needs and frees them after
+their last consumer; values needed later are loaded again from the entry.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +48,87 @@ from astropy.nddata import CCDData
 from astropy.table import Table
 
 from starloom.astro import fits as fitsio
+from starloom.astro.fileio import copy_atomic
 from starloom.astro.frames import FrameRef, FrameSeries, as_header, sha256_json
 
-KEY_VERSION = 2  # bumped whenever the entry layout changes: old entries are simply not found
+# Bumped whenever the entry layout or what is stored under a key changes: old entries are simply
+# not found. 3: the runtime writes the HISTORY provenance of every image output; knob parameters
+# left the key.
+KEY_VERSION = 3
+
+_SCRATCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("STARLOOM_CACHE") or platformdirs.user_cache_dir("starloom"))
 
 
+class Entry:
+    """One complete entry of the store: what a node, or one frame of a per-frame node, left.
+
+    Obtained from :meth:`Cache.lookup`; reading it never changes the store.
+
+    Attributes
+    ----------
+    key : str
+        The cache key.
+    manifest : dict
+        The entry's ``manifest.json``: ``pre_image``, ``node``, ``seconds``, ``diagnostics``,
+        ``port_keys`` (whole nodes), ``frame`` and ``frames`` or ``rejected`` (frame entries),
+        ``ports``, ``files``, ``libraries``, ``stored_at``.
+    """
+
+    def __init__(self, key: str, folder: Path, manifest: dict):
+        self.key = key
+        self.manifest = manifest
+        self._dir = folder
+
+    @property
+    def diagnostics(self) -> dict:
+        """What the node recorded in ``ctx.diagnostics`` when it computed this entry."""
+        return self.manifest.get("diagnostics", {})
+
+    @property
+    def rejected(self) -> str | None:
+        """Why the per-frame node rejected this frame, or None."""
+        return self.manifest.get("rejected")
+
+    @property
+    def frames(self) -> dict[str, FrameRef] | None:
+        """Output frames of a per-frame entry, by port (None for a rejected frame)."""
+        if self.rejected is not None or "frames" not in self.manifest:
+            return None
+        return {p: FrameRef.from_json(d) for p, d in self.manifest["frames"].items()}
+
+    def values(self) -> dict[str, Any]:
+        """Load the output values by port (images and tables are read from disk)."""
+        return {port: _load_value(self._dir, port, kind)
+                for port, kind in self.manifest["ports"].items()}
+
+    def restore_files(self, run_dir: Path) -> dict[str, Path]:
+        """Copy the files the node wrote back into ``run_dir``; returns {run-relative path: path}."""
+        out = {}
+        for rel in self.manifest.get("files", []):
+            dst = Path(run_dir) / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            copy_atomic(self._dir / "files" / rel, dst)
+            out[rel] = dst
+        return out
+
+
 class Cache:
-    """Node-output cache.
+    """Node-output cache (see the module docstring for the layout and the interface).
 
     Parameters
     ----------
-    root : path
-        Store folder (created on demand).
-    memory_items : int
-        Size of the in-memory LRU of loaded values.
+    root : path, optional
+        Store folder (created on demand); default :func:`default_cache_dir`.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None, memory_items: int = 64):
+    def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root else default_cache_dir()
         self.objects = self.root / "objects"
         self.objects.mkdir(parents=True, exist_ok=True)
-        self._lru: OrderedDict[str, dict] = OrderedDict()
-        self._lru_size = memory_items
         self._db = None
 
     # --- file fingerprints -------------------------------------------------------------------
@@ -84,37 +153,71 @@ class Cache:
                              (p, st.st_size, st.st_mtime_ns, digest))
         return digest
 
+    def scratch_dir(self, name: str) -> Path:
+        """A persistent folder ``<root>/<name>`` for one kind of node-private data (created).
+
+        For data a node may reuse across runs but that is not a node output, e.g. plate-solving
+        index files built for a field. ``name`` is one plain folder name; ``objects`` is the
+        store's own.
+        """
+        if not _SCRATCH_NAME.fullmatch(name) or name == "objects":
+            raise ValueError(f"cache folder name {name!r}: one plain folder name, not 'objects'")
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     # --- entries -----------------------------------------------------------------------------
-    def entry_dir(self, key: str) -> Path:
+    def _entry_dir(self, key: str) -> Path:
         return self.objects / key[:2] / key
 
-    def has(self, key: str) -> bool:
-        return key in self._lru or (self.entry_dir(key) / "manifest.json").is_file()
-
-    def manifest(self, key: str) -> dict:
-        return json.loads((self.entry_dir(key) / "manifest.json").read_text())
+    def lookup(self, key: str) -> Entry | None:
+        """The complete entry stored under ``key``, or None."""
+        d = self._entry_dir(key)
+        try:
+            manifest = json.loads((d / "manifest.json").read_text())
+        except FileNotFoundError:
+            return None
+        return Entry(key, d, manifest)
 
     def get(self, key: str) -> dict[str, Any]:
-        """Output values of an entry by port (FITS images read lazily into the LRU)."""
-        if key in self._lru:
-            self._lru.move_to_end(key)
-            return self._lru[key]
-        d = self.entry_dir(key)
-        man = self.manifest(key)
-        values = {port: _load_value(d, port, kind) for port, kind in man["ports"].items()}
-        self._remember(key, values)
-        return values
+        """Output values of the entry ``key`` by port (``lookup(key).values()``).
+
+        Raises
+        ------
+        KeyError
+            No entry has that key.
+        """
+        entry = self.lookup(key)
+        if entry is None:
+            raise KeyError(f"no cache entry {key}")
+        return entry.values()
 
     def put(self, key: str, values: dict[str, Any], manifest: dict,
-            files: dict[str, Path] | None = None, remember: bool = True) -> dict[str, Any]:
+            files: dict[str, Path] | None = None) -> dict[str, Any]:
         """Store output values (and files the node wrote, by run-relative path) under ``key``.
 
-        Atomic: the entry is built in a temporary folder and renamed into place.
+        Atomic: the entry is built in a temporary folder and renamed into place. In-memory
+        frames of a FrameSeries are written as FITS into the entry and the returned values
+        reference those files.
 
-        In-memory frames of a FrameSeries are written as FITS into the entry and the returned
-        values reference those files. Returns the values as stored.
+        Parameters
+        ----------
+        key : str
+            Cache key (:func:`node_key`).
+        values : dict
+            Output values by port.
+        manifest : dict
+            JSON-able description stored as ``manifest.json`` (``ports``, ``files``, ``key`` and
+            ``stored_at`` are added).
+        files : dict of str to Path, optional
+            Files the node wrote, by path relative to the run folder.
+
+        Returns
+        -------
+        dict
+            The values as stored.
         """
-        final = self.entry_dir(key)
+        final = self._entry_dir(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=final.parent))
         try:
@@ -135,28 +238,48 @@ class Cache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if remember:
-            self._remember(key, stored)
         return stored
 
-    def restore_files(self, key: str, run_dir: Path) -> list[Path]:
-        """Copy the files an entry's node wrote into the run folder ``run_dir``."""
-        src = self.entry_dir(key) / "files"
-        out = []
-        for rel in self.manifest(key).get("files", []):
-            (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            _atomic_copy(src / rel, run_dir / rel)
-            out.append(run_dir / rel)
-        return out
+    def put_frame(self, key: str, frames: dict[str, CCDData], manifest: dict,
+                  files: dict[str, Path] | None = None, *, name: str,
+                  meta: dict | None = None) -> dict[str, FrameRef]:
+        """Store the output frames of one frame of a per-frame node under ``key``.
 
-    def _remember(self, key, values):
-        self._lru[key] = values
-        self._lru.move_to_end(key)
-        while len(self._lru) > self._lru_size:
-            self._lru.popitem(last=False)
+        Parameters
+        ----------
+        key : str
+            The frame's cache key.
+        frames : dict of str to CCDData
+            One output frame by port.
+        manifest, files
+            As for :meth:`put`; ``frames`` (the references, as JSON) is added to the manifest.
+        name : str
+            The frame's name (kept by every output frame).
+        meta : dict, optional
+            Metadata added to each reference's, after the header's (:func:`frame_metadata`).
+
+        Returns
+        -------
+        dict of str to FrameRef
+            A reference to each stored output frame by port, the same that
+            ``lookup(key).frames`` gives later.
+        """
+        refs = {p: FrameRef(key=sha256_json([key, p]), name=name,
+                            path=str(self._entry_dir(key) / f"{p}.fits"),
+                            meta={**fitsio.frame_metadata(ccd.header), **(meta or {})})
+                for p, ccd in frames.items()}
+        self.put(key, frames, dict(manifest, frames={p: r.to_json() for p, r in refs.items()}),
+                 files)
+        return refs
+
+    def put_rejected(self, key: str, reason: str, manifest: dict,
+                     files: dict[str, Path] | None = None) -> None:
+        """Remember that a per-frame node rejected one frame (``lookup(key).rejected``)."""
+        self.put(key, {}, dict(manifest, rejected=reason), files)
 
     # --- maintenance -------------------------------------------------------------------------
     def info(self) -> dict:
+        """Store folder, number of entries and their total size in bytes."""
         n = size = 0
         for d in self.objects.glob("*/*"):
             if (d / "manifest.json").is_file():
@@ -165,10 +288,10 @@ class Cache:
         return {"path": str(self.root), "entries": n, "bytes": size}
 
     def clear(self) -> int:
+        """Remove every entry; returns how many there were."""
         n = self.info()["entries"]
         shutil.rmtree(self.objects, ignore_errors=True)
         self.objects.mkdir(parents=True, exist_ok=True)
-        self._lru.clear()
         return n
 
 
@@ -214,12 +337,6 @@ def value_key(value: Any) -> str | dict:
     else:
         h.update(json.dumps(value, sort_keys=True, default=str).encode())
     return h.hexdigest()
-
-
-def _atomic_copy(src: Path, dst: Path):
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
 
 
 def _store_value(tmp: Path, final: Path, port: str, value: Any) -> tuple[str, Any]:

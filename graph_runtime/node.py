@@ -89,6 +89,30 @@ def Quantity(unit: str, **field_kw):
                      BeforeValidator(_to_unit(unit_obj))]
 
 
+def Knob(default: Any = ..., **field_kw):
+    """A parameter that does not change the node's result: a memory, speed or thread knob.
+
+    Like Meshroom's ``invalidate=False``: the runtime leaves it out of the node's cache key (and
+    out of the provenance HISTORY), so changing it keeps the node cached. Only for parameters
+    whose every value gives the same output values, e.g. the rows processed at once. The JSON
+    Schema carries ``"invalidate": false``.
+    """
+    extra = field_kw.pop("json_schema_extra", {}) | {"invalidate": False}
+    return Field(default, json_schema_extra=extra, **field_kw)
+
+
+def is_knob(params_cls: type[BaseModel], name: str) -> bool:
+    """Whether parameter ``name`` was declared with :func:`Knob` (does not change the result)."""
+    extra = params_cls.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and extra.get("invalidate") is False
+
+
+def key_params(params: BaseModel) -> dict[str, Any]:
+    """The parameter values that identify a node's result: JSON, without the knobs."""
+    cls = type(params)
+    return {k: v for k, v in params.model_dump(mode="json").items() if not is_knob(cls, k)}
+
+
 def is_path_field(params_cls: type[BaseModel], name: str) -> bool:
     extra = params_cls.model_fields[name].json_schema_extra
     return isinstance(extra, dict) and extra.get("format") == "path"
@@ -141,8 +165,11 @@ class Node:
         Typed ports.
     per_frame : str or None
         Name of a ``FrameSeries`` input the node maps over: ``run`` is then called once per frame
-        with that input bound to one frame (``CCDData``), every ``FrameSeries`` output returned
-        as one frame, and each frame cached separately.
+        with that frame (a ``CCDData``) as the keyword argument ``frame`` (not under the input's
+        name), the other inputs whole, and must return every ``FrameSeries`` output as one
+        ``CCDData`` frame; each frame is cached separately. E.g. for ``per_frame = "lights"``::
+
+            def run(self, ctx, params, frame, bias=None): ...
     cacheable : bool
         False for nodes whose result depends on more than their key (none of the built-ins).
     """
@@ -161,8 +188,12 @@ class Node:
     def run(self, ctx, params, **inputs) -> dict[str, Any]:
         """Compute the outputs (a dict by output port name) from validated params and inputs.
 
-        Must not read global state; files go through ``ctx`` (``ctx.output_path``), progress and
-        diagnostics through ``ctx.progress`` and ``ctx.diagnostics``.
+        Must not read global state; files go through ``ctx`` (``ctx.output_path``,
+        ``ctx.artifact_path``, ``ctx.cache_dir``), progress and diagnostics through
+        ``ctx.progress``, ``ctx.warn`` and ``ctx.diagnostics``. The runtime writes the provenance
+        HISTORY cards (type, version, non-default params) into every image output; a node adds
+        its own line with ``ctx.history("stacked 8 frames")``. A per-frame node receives its
+        frame as ``frame`` (see ``per_frame``).
         """
         raise NotImplementedError
 

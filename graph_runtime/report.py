@@ -5,12 +5,48 @@ import html
 import json
 from pathlib import Path
 
+from starloom.astro.fileio import write_text_atomic
+
+from .events import Event
+
 
 def _read_json(path: Path, default):
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return default
+
+
+def _node_states(graph: dict, events: list[dict]) -> dict[str, dict]:
+    """Each node's state, time, frame counts and messages, from the run's event log."""
+    nodes: dict[str, dict] = {n["id"]: {"type": n["type"], "state": "pending", "seconds": "",
+                                        "frames": 0, "cached_frames": 0, "message": "",
+                                        "rejected": 0}
+                              for n in graph.get("nodes", [])}
+    for ev in events:
+        n = nodes.get(ev.get("node"))
+        if n is None:
+            continue
+        kind = ev["event"]
+        if kind == Event.NODE_CACHED:
+            n["state"] = "cached"
+        elif kind == Event.NODE_STARTED:
+            n["state"] = "running"
+        elif kind == Event.NODE_FINISHED:
+            n["state"], n["seconds"] = "done", ev.get("seconds", "")
+        elif kind == Event.NODE_FAILED:
+            n["state"], n["message"] = "failed", ev.get("message", "")
+        elif kind == Event.FRAME_COMPUTED:
+            n["frames"] += 1
+        elif kind == Event.FRAME_CACHED:
+            n["cached_frames"] += 1
+        elif kind == Event.FRAME_REJECTED:
+            n["rejected"] += 1
+            n["message"] = (n["message"] + "\n" if n["message"] else "") + \
+                f"rejected {ev.get('frame')}: {ev.get('message', '')}"
+        elif kind == Event.WARNING:
+            n["message"] = (n["message"] + "\n" if n["message"] else "") + "warning: " + ev.get("message", "")
+    return nodes
 
 
 def write_report(run_dir: Path) -> Path:
@@ -22,33 +58,7 @@ def write_report(run_dir: Path) -> Path:
     log = run_dir / "logs" / "run_events.jsonl"
     if log.is_file():
         events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    nodes: dict[str, dict] = {n["id"]: {"type": n["type"], "state": "pending", "seconds": "",
-                                        "frames": 0, "cached_frames": 0, "message": "",
-                                        "rejected": 0}
-                              for n in graph.get("nodes", [])}
-    for ev in events:
-        n = nodes.get(ev.get("node"))
-        if n is None:
-            continue
-        kind = ev["event"]
-        if kind == "node_cached":
-            n["state"] = "cached"
-        elif kind == "node_started":
-            n["state"] = "running"
-        elif kind == "node_finished":
-            n["state"], n["seconds"] = "done", ev.get("seconds", "")
-        elif kind == "node_failed":
-            n["state"], n["message"] = "failed", ev.get("message", "")
-        elif kind == "frame_computed":
-            n["frames"] += 1
-        elif kind == "frame_cached":
-            n["cached_frames"] += 1
-        elif kind == "frame_rejected":
-            n["rejected"] += 1
-            n["message"] = (n["message"] + "\n" if n["message"] else "") + \
-                f"rejected {ev.get('frame')}: {ev.get('message', '')}"
-        elif kind == "warning":
-            n["message"] = (n["message"] + "\n" if n["message"] else "") + "warning: " + ev.get("message", "")
+    nodes = _node_states(graph, events)
     esc = html.escape
     rows = "".join(
         f"<tr class='{esc(n['state'])}'><td>{esc(nid)}</td><td>{esc(n['type'])}</td>"
@@ -94,5 +104,5 @@ small {{color: #666}}
 """
     out = run_dir / "artifacts" / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc)
+    write_text_atomic(out, doc)  # a browser may be showing the previous report
     return out

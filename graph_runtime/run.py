@@ -8,6 +8,10 @@ A run directory holds::
     outputs/            what save nodes wrote
     artifacts/          <node_id>.json diagnostics, plots, report.html
     logs/run_events.jsonl
+
+The walk keeps a node's output values in memory only until the last node that reads them has
+run; :meth:`Run.node_outputs` (and :attr:`RunResult.outputs`) load freed values again from the
+cache.
 """
 from __future__ import annotations
 
@@ -22,21 +26,26 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version as pkg_version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from astropy.nddata import CCDData
 
 from starloom.astro import fits as fitsio
-from .cache import Cache, node_key, value_key
 from starloom.astro.errors import FrameRejected, StarloomError
+from starloom.astro.fileio import write_text_atomic
+from starloom.astro.frames import FrameRef, FrameSeries
 
+from .cache import Cache, node_key, value_key
 from .errors import Cancelled, NodeError
+from .events import Event
 from .executor import Executor, LocalExecutor
-from starloom.astro.frames import FrameRef, FrameSeries, sha256_json
 from .graph import GraphValidationError, Plan, PlannedNode
+from .node import key_params
+from .provenance import Notes, add_provenance
 
 LIBRARIES = ("starloom", "numpy", "scipy", "astropy", "ccdproc", "astroalign", "photutils",
              "reproject", "pydantic", "matplotlib", "scikit-image")
@@ -56,21 +65,34 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _json_write(path: Path, obj: Any):
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+def _write_json(path: Path, obj: Any):
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 class NodeContext:
-    """What a node's ``run`` may touch: its output and artifact files, progress, diagnostics."""
+    """What a node's ``run`` may touch: its output and artifact files, progress, diagnostics.
+
+    Attributes
+    ----------
+    node_id : str
+        Id of the running node.
+    frame : str or None
+        Name of the frame, for one frame of a per-frame node.
+    diagnostics : dict
+        JSON-able results the node records (``artifacts/<node_id>.json``, cached with it).
+    files : dict of str to Path
+        Files the node wrote through ``output_path``/``artifact_path``, by run-relative path.
+    notes : list of (CCDData or None, str)
+        Provenance notes given to :meth:`history`, read by the runtime.
+    """
 
     def __init__(self, run: "Run", node_id: str, frame: str | None = None):
-        self.run = run
+        self._run = run
         self.node_id = node_id
         self.frame = frame
         self.diagnostics: dict[str, Any] = {}
         self.files: dict[str, Path] = {}
+        self.notes: Notes = []
 
     def output_path(self, filename: str) -> Path:
         """Path in ``outputs/`` for a file this node writes (recorded so the cache restores it)."""
@@ -84,30 +106,79 @@ class NodeContext:
         rel = Path(folder) / filename
         if Path(filename).is_absolute() or ".." in Path(filename).parts:
             raise NodeError(self.node_id, f"file name '{filename}' must stay inside {folder}/")
-        path = self.run.dir / rel
+        path = self._run.dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         self.files[rel.as_posix()] = path
         return path
 
     def hash_file(self, path) -> str:
         """sha256 of a file's content (memoized by the cache)."""
-        return self.run.cache.hash_file(path)
+        return self._run.cache.hash_file(path)
+
+    def cache_dir(self, name: str) -> Path:
+        """A persistent folder for data a node reuses across runs, e.g. plate-solving indexes.
+
+        Not a node output and not part of any cache key: only for data that speeds up work
+        without changing its result. ``name`` is one plain folder name shared by the nodes that
+        use it (see :meth:`Cache.scratch_dir`).
+        """
+        return self._run.cache.scratch_dir(name)
+
+    def history(self, note: str, image: CCDData | None = None):
+        """Add a line to the provenance HISTORY the runtime writes into the image outputs.
+
+        Parameters
+        ----------
+        note : str
+            E.g. ``"stacked 8 frames"``; written as ``HISTORY   stacked 8 frames`` after the
+            node's type, version and parameters.
+        image : CCDData, optional
+            Only for this image (an output, or a frame of a ``FrameSeries`` output), e.g. one of
+            several master darks; default: every image output of this call.
+        """
+        self.notes.append((image, note))
 
     def progress(self, done: int, total: int):
-        self.run.check_cancelled()
-        self.run.emit("progress", node=self.node_id, frame=self.frame, done=done, total=total,
-                      log=False)
+        """Report ``done`` of ``total`` steps (and stop here if the run was cancelled)."""
+        self._run.check_cancelled()
+        self._run.emit(Event.PROGRESS, node=self.node_id, frame=self.frame, done=done,
+                       total=total, log=False)
 
     def warn(self, message: str):
+        """Record a warning in the diagnostics and show it (the node goes on)."""
         self.diagnostics.setdefault("warnings", []).append(message)
-        self.run.emit("warning", node=self.node_id, frame=self.frame, message=message)
+        self._run.emit(Event.WARNING, node=self.node_id, frame=self.frame, message=message)
+
+
+class RunOutputs(Mapping):
+    """Output values of a run's nodes, by node id then port, loaded on access.
+
+    Values a run has freed are read again from the cache (:meth:`Run.node_outputs`); after a
+    run without a cache (``--no-cache``) they are gone.
+    """
+
+    def __init__(self, run: "Run", node_ids: list[str]):
+        self._run, self._ids = run, list(node_ids)
+
+    def __getitem__(self, node_id: str) -> dict[str, Any]:
+        if node_id not in self._ids:
+            raise KeyError(node_id)
+        return self._run.node_outputs(node_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 @dataclass
 class RunResult:
+    """What :meth:`Run.execute` returns; ``outputs`` is filled when the status is ok."""
+
     status: str
     run_dir: Path
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
     failed_node: str | None = None
     executed: list[str] = field(default_factory=list)
@@ -131,7 +202,7 @@ class Run:
     force : set of str
         Node ids to recompute even when cached.
     listeners : list of callable(event: dict)
-        Called for every event (progress bars, the editor).
+        Called for every event (progress bars, the editor); see :class:`Event`.
     """
 
     def __init__(self, run_dir: str | os.PathLike, cache: Cache | None = None,
@@ -150,6 +221,9 @@ class Run:
         self.listeners = list(listeners)
         self._events = open(self.dir / "logs" / "run_events.jsonl", "a", encoding="utf-8")
         self._cancel = threading.Event()
+        self._values: dict[str, dict[str, Any]] = {}  # outputs a later node still reads
+        self._port_keys: dict[str, dict[str, Any]] = {}  # content key of every output
+        self._stored: dict[str, str] = {}  # node id -> key of its cache entry
 
     def cancel(self):
         """Ask the run to stop at the next node or frame boundary (thread-safe)."""
@@ -159,7 +233,7 @@ class Run:
         if self._cancel.is_set():
             raise Cancelled("run cancelled")
 
-    def emit(self, event: str, log: bool = True, **fields):
+    def emit(self, event: Event, log: bool = True, **fields):
         rec = {"t": _now(), "event": event, **{k: v for k, v in fields.items() if v is not None}}
         if log:
             self._events.write(json.dumps(rec, default=str) + "\n")
@@ -167,31 +241,58 @@ class Run:
         for fn in self.listeners:
             fn(rec)
 
+    def node_outputs(self, node_id: str) -> dict[str, Any]:
+        """Output values of a finished node of this run, by port.
+
+        Safe to call from a listener (in the run's thread) when the node's ``node_finished`` or
+        ``node_cached`` event arrives, and at any time after: values the walk has already freed
+        are loaded again from the cache.
+
+        Parameters
+        ----------
+        node_id : str
+            Id of a node of the plan.
+
+        Returns
+        -------
+        dict of str to Any
+            Values by output port (``CCDData``, ``FrameSeries``, ``Table``, ...).
+
+        Raises
+        ------
+        KeyError
+            The node has not finished in this run, or its values were freed and cannot be
+            loaded (a run without a cache, after it ended).
+        """
+        values = self._values.get(node_id)
+        if values is not None:
+            return dict(values)
+        key = self._stored.get(node_id)
+        entry = self.cache.lookup(key) if key is not None else None
+        if entry is None:
+            raise KeyError(f"node '{node_id}' has no outputs to give in this run")
+        return entry.values()
+
     # --- the walk ----------------------------------------------------------------------------
     def execute(self, plan: Plan) -> RunResult:
         """Run every node of ``plan`` in order; never raises for node failures (see status)."""
-        _json_write(self.dir / "graph.json", plan.document.model_dump(mode="json", by_alias=True))
-        started = _now()
+        _write_json(self.dir / "graph.json", plan.document.model_dump(mode="json", by_alias=True))
         env = {"python": platform.python_version(), "platform": platform.platform(),
-               "host": platform.node(), "libraries": library_versions(), "started": started,
+               "host": platform.node(), "libraries": library_versions(), "started": _now(),
                "cache": str(self.cache.root)}
-        _json_write(self.dir / "environment.json", env)
+        _write_json(self.dir / "environment.json", env)
         result = RunResult("ok", self.dir)
-        self.emit("run_started", nodes=[n.spec.id for n in plan.nodes])
-        values: dict[str, dict[str, Any]] = {}
-        keys: dict[str, str] = {}
+        self.emit(Event.RUN_STARTED, nodes=[n.spec.id for n in plan.nodes])
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 # Repairs are reported once, by the node that loads the files.
                 warnings.simplefilter("ignore", fitsio.HeaderRepairWarning)
-                for pn in plan.nodes:
-                    self.check_cancelled()
-                    values[pn.spec.id], keys[pn.spec.id] = self._node(pn, values, keys, result)
-            result.outputs = values
+                self._walk(plan, result)
+            result.outputs = RunOutputs(self, [pn.spec.id for pn in plan.nodes])
         except Cancelled as e:
             result.status, result.error = "cancelled", str(e)
-            self.emit("run_cancelled")
+            self.emit(Event.RUN_CANCELLED)
         except Exception as e:
             result.status = "failed"
             result.failed_node = getattr(e, "node_id", None)
@@ -200,10 +301,10 @@ class Run:
                   "seconds": round(time.perf_counter() - t0, 3), "executed": result.executed,
                   "cached": result.cached, "frames_computed": result.frames_computed,
                   "frames_cached": result.frames_cached}
-        _json_write(self.dir / "status.json", status)
+        _write_json(self.dir / "status.json", status)
         env["finished"] = _now()
-        _json_write(self.dir / "environment.json", env)
-        self.emit("run_finished", status=result.status, seconds=status["seconds"])
+        _write_json(self.dir / "environment.json", env)
+        self.emit(Event.RUN_FINISHED, status=result.status, seconds=status["seconds"])
         from .report import write_report
         write_report(self.dir)
         self.close()
@@ -215,29 +316,45 @@ class Run:
         if self._tmp_cache:
             shutil.rmtree(self._tmp_cache, ignore_errors=True)
 
-    def _node(self, pn: PlannedNode, values, keys, result: RunResult):
+    def _walk(self, plan: Plan, result: RunResult):
+        """Run the nodes in order, freeing each output after the last node that reads it."""
+        freed_after: dict[int, list[str]] = {}
+        last_use = {}
+        for i, pn in enumerate(plan.nodes):
+            last_use[pn.spec.id] = i  # an output nobody reads is freed right after its node
+            for src, _ in pn.inputs.values():
+                last_use[src] = i
+        for nid, i in last_use.items():
+            freed_after.setdefault(i, []).append(nid)
+        for i, pn in enumerate(plan.nodes):
+            self.check_cancelled()
+            self._node(pn, result)
+            for nid in freed_after.get(i, ()):
+                if nid in self._stored:  # else (not cacheable) nothing could load it again
+                    self._values.pop(nid, None)
+
+    def _node(self, pn: PlannedNode, result: RunResult):
         nid, cls = pn.spec.id, pn.cls
-        inputs = {port: values[src][sp] for port, (src, sp) in pn.inputs.items()}
+        inputs = {port: self._values[src][sp] for port, (src, sp) in pn.inputs.items()}
         for port in cls.inputs:
             inputs.setdefault(port, None)
-        in_keys = {port: keys[src][sp] for port, (src, sp) in pn.inputs.items()}
-        params_json = pn.params.model_dump(mode="json")
+        in_keys = {port: self._port_keys[src][sp] for port, (src, sp) in pn.inputs.items()}
+        params_json = key_params(pn.params)
         try:
             fp = cls.fingerprint(pn.params, self.cache.hash_file)
             key, pre = node_key(cls.type_id, cls.version, params_json, in_keys, fp)
         except StarloomError as e:
-            self.emit("node_failed", node=nid, message=str(e))
+            self.emit(Event.NODE_FAILED, node=nid, message=str(e))
             raise NodeError(nid, str(e)) from e
-        use_cache = cls.cacheable and nid not in self.force
-        if use_cache and self.cache.has(key):
-            out = self.cache.get(key)
-            manifest = self.cache.manifest(key)
-            self.cache.restore_files(key, self.dir)
-            self._write_artifact(nid, manifest.get("diagnostics", {}))
+        entry = self.cache.lookup(key) if cls.cacheable and nid not in self.force else None
+        if entry is not None:
+            entry.restore_files(self.dir)
+            self._write_artifact(nid, entry.diagnostics)
+            self._keep(nid, entry.values(), entry.manifest["port_keys"], key)
             result.cached.append(nid)
-            self.emit("node_cached", node=nid, key=key)
-            return out, manifest["port_keys"]
-        self.emit("node_started", node=nid, key=key)
+            self.emit(Event.NODE_CACHED, node=nid, key=key)
+            return
+        self.emit(Event.NODE_STARTED, node=nid, key=key)
         t0 = time.perf_counter()
         try:
             if cls.per_frame:
@@ -247,13 +364,12 @@ class Run:
                 ctx = NodeContext(self, nid)
                 out = cls().run(ctx, pn.params, **inputs)
                 _check_outputs(pn, out)
+                out = add_provenance(out, cls, pn.params, ctx.notes)
                 diagnostics, files = ctx.diagnostics, ctx.files
         except (Cancelled, NodeError):
             raise
         except Exception as e:
-            msg = str(e) if isinstance(e, StarloomError) else f"{type(e).__name__}: {e}"
-            self.emit("node_failed", node=nid, message=msg, traceback=traceback.format_exc())
-            raise NodeError(nid, msg) from e
+            self._fail(nid, e)
         seconds = time.perf_counter() - t0
         port_keys = {port: value_key(v) for port, v in out.items()}
         manifest = {"pre_image": pre, "node": nid, "seconds": seconds, "port_keys": port_keys,
@@ -261,9 +377,21 @@ class Run:
         if cls.cacheable:
             out = self.cache.put(key, out, manifest, files)
         self._write_artifact(nid, diagnostics)
+        self._keep(nid, out, port_keys, key if cls.cacheable else None)
         result.executed.append(nid)
-        self.emit("node_finished", node=nid, key=key, seconds=round(seconds, 3))
-        return out, port_keys
+        self.emit(Event.NODE_FINISHED, node=nid, key=key, seconds=round(seconds, 3))
+
+    def _keep(self, nid: str, values: dict, port_keys: dict, key: str | None):
+        # Before the node's event, so a listener can call node_outputs.
+        self._values[nid], self._port_keys[nid] = values, port_keys
+        if key is not None:
+            self._stored[nid] = key
+
+    def _fail(self, nid: str, e: Exception, frame: str | None = None):
+        msg = str(e) if isinstance(e, StarloomError) else f"{type(e).__name__}: {e}"
+        self.emit(Event.NODE_FAILED, node=nid, frame=frame, message=msg,
+                  traceback=traceback.format_exc())
+        raise NodeError(nid, msg, frame=frame) from e
 
     def _per_frame(self, pn: PlannedNode, inputs, in_keys, fp, params_json, result):
         nid, cls, port = pn.spec.id, pn.cls, pn.cls.per_frame
@@ -272,82 +400,75 @@ class Run:
             raise NodeError(nid, f"input '{port}' must be a FrameSeries")
         shared_keys = {p: k for p, k in in_keys.items() if p != port}
         shared = {p: v for p, v in inputs.items() if p != port}
-        out_ports = list(cls.outputs)
-        refs: dict[str, list[FrameRef | None]] = {p: [None] * len(series) for p in out_ports}
+        refs: dict[str, list[FrameRef | None]] = {p: [None] * len(series) for p in cls.outputs}
         diagnostics: dict[str, Any] = {}
         files: dict[str, Path] = {}  # every frame's artifacts, so a cached node restores them
+
+        def collect(i: int, entry_frames: dict[str, FrameRef] | None, diag: dict):
+            for p, r in (entry_frames or {}).items():
+                refs[p][i] = r
+            diagnostics[series.refs[i].name] = diag
+
         todo = []
         for i, ref in enumerate(series.refs):
             fkey, fpre = node_key(cls.type_id, cls.version, params_json,
                                   {port: ref.key, **shared_keys}, fp)
-            if nid not in self.force and self.cache.has(fkey):
-                man = self.cache.manifest(fkey)
-                files.update({rel: self.dir / rel for rel in man.get("files", [])})
-                self.cache.restore_files(fkey, self.dir)
-                if man.get("rejected") is None:
-                    for p in out_ports:
-                        refs[p][i] = FrameRef.from_json(man["frames"][p])
-                diagnostics[ref.name] = man.get("diagnostics", {})
-                result.frames_cached += 1
-                self.emit("frame_cached", node=nid, frame=ref.name)
-            else:
+            entry = None if nid in self.force else self.cache.lookup(fkey)
+            if entry is None:
                 todo.append((i, ref, fkey, fpre))
+                continue
+            files.update(entry.restore_files(self.dir))
+            collect(i, entry.frames, entry.diagnostics)
+            result.frames_cached += 1
+            self.emit(Event.FRAME_CACHED, node=nid, frame=ref.name)
 
         def compute(task):
-            i, ref, fkey, fpre = task
-            self.check_cancelled()
-            ctx = NodeContext(self, nid, frame=ref.name)
-            t0 = time.perf_counter()
-            try:
-                out = cls().run(ctx, pn.params, **{port: ref.read()}, **shared)
-                _check_outputs(pn, out, per_frame=True)
-            except FrameRejected as e:
-                ctx.diagnostics["rejected"] = str(e)
-                self.cache.put(fkey, {}, {"pre_image": fpre, "node": nid, "frame": ref.name,
-                                          "rejected": str(e), "diagnostics": ctx.diagnostics},
-                               files=ctx.files, remember=False)
-                self.emit("frame_rejected", node=nid, frame=ref.name, message=str(e))
-                return None, ctx.diagnostics, time.perf_counter() - t0, ctx.files
-            except (Cancelled, NodeError):
-                raise
-            except Exception as e:
-                msg = str(e) if isinstance(e, StarloomError) else f"{type(e).__name__}: {e}"
-                self.emit("node_failed", node=nid, frame=ref.name, message=msg,
-                          traceback=traceback.format_exc())
-                raise NodeError(nid, msg, frame=ref.name) from e
-            frames = {}
-            for p, ccd in out.items():
-                path = self.cache.entry_dir(fkey) / f"{p}.fits"
-                frames[p] = FrameRef(key=sha256_json([fkey, p]), name=ref.name, path=str(path),
-                                     meta={**fitsio.frame_metadata(ccd.header), "path": ref.meta.get("path")})
-                frames[p] = frames[p].to_json()
-            seconds = time.perf_counter() - t0
-            self.cache.put(fkey, out, {"pre_image": fpre, "node": nid, "frame": ref.name,
-                                       "seconds": seconds, "frames": frames,
-                                       "diagnostics": ctx.diagnostics},
-                           files=ctx.files, remember=False)
-            return frames, ctx.diagnostics, seconds, ctx.files
+            return self._frame(pn, shared, *task)
 
         for n_done, (j, (frames, diag, seconds, frame_files)) in enumerate(
                 self.executor.map(compute, todo), 1):
             i, ref = todo[j][0], todo[j][1]
             files.update(frame_files)
-            if frames is not None:
-                for p in out_ports:
-                    refs[p][i] = FrameRef.from_json(frames[p])
-            diagnostics[ref.name] = diag
+            collect(i, frames, diag)
             result.frames_computed += 1
-            self.emit("frame_computed", node=nid, frame=ref.name, seconds=round(seconds, 3))
-            self.emit("progress", node=nid, done=n_done, total=len(todo), log=False)
+            self.emit(Event.FRAME_COMPUTED, node=nid, frame=ref.name, seconds=round(seconds, 3))
+            self.emit(Event.PROGRESS, node=nid, done=n_done, total=len(todo), log=False)
         kept = {p: [r for r in rs if r is not None] for p, rs in refs.items()}
         if series.refs and not any(kept.values()):
             raise NodeError(nid, f"every frame was rejected (e.g. {series.refs[0].name}: "
                                  f"{diagnostics[series.refs[0].name].get('rejected')})")
         return {p: FrameSeries(r) for p, r in kept.items()}, {"frames": diagnostics}, files
 
+    def _frame(self, pn: PlannedNode, shared: dict, i: int, ref: FrameRef, fkey: str, fpre: dict):
+        """Compute and store one frame; returns (output refs or None, diagnostics, s, files)."""
+        nid = pn.spec.id
+        self.check_cancelled()
+        ctx = NodeContext(self, nid, frame=ref.name)
+        manifest = {"pre_image": fpre, "node": nid, "frame": ref.name}
+        t0 = time.perf_counter()
+        try:
+            out = pn.cls().run(ctx, pn.params, frame=ref.read(), **shared)
+            _check_outputs(pn, out, per_frame=True)
+        except FrameRejected as e:
+            ctx.diagnostics["rejected"] = str(e)
+            self.cache.put_rejected(fkey, str(e), {**manifest, "diagnostics": ctx.diagnostics},
+                                    ctx.files)
+            self.emit(Event.FRAME_REJECTED, node=nid, frame=ref.name, message=str(e))
+            return None, ctx.diagnostics, time.perf_counter() - t0, ctx.files
+        except (Cancelled, NodeError):
+            raise
+        except Exception as e:
+            self._fail(nid, e, frame=ref.name)
+        out = add_provenance(out, pn.cls, pn.params, ctx.notes)
+        seconds = time.perf_counter() - t0
+        frames = self.cache.put_frame(
+            fkey, out, {**manifest, "seconds": seconds, "diagnostics": ctx.diagnostics},
+            ctx.files, name=ref.name, meta={"path": ref.meta.get("path")})
+        return frames, ctx.diagnostics, seconds, ctx.files
+
     def _write_artifact(self, nid: str, diagnostics: dict):
         if diagnostics:
-            _json_write(self.dir / "artifacts" / f"{nid}.json", diagnostics)
+            _write_json(self.dir / "artifacts" / f"{nid}.json", diagnostics)
 
 
 def _check_outputs(pn: PlannedNode, out, per_frame: bool = False):
@@ -370,17 +491,8 @@ def new_run_dir(parent: str | os.PathLike = "runs") -> Path:
     return Path(parent) / f"{stamp}-{secrets.token_hex(3)}"
 
 
-def run_graph(plan: Plan, run_dir: str | os.PathLike | None = None, *, cache: Cache | None = None,
-              no_cache: bool = False, executor: Executor | None = None,
-              force: set[str] = frozenset(), listeners=()) -> RunResult:
-    """Execute a validated plan in a new run directory; see :class:`Run`."""
-    run = Run(run_dir or new_run_dir(), None if no_cache else (cache or Cache()),
-              executor=executor, force=force, listeners=listeners)
-    return run.execute(plan)
-
-
 def write_validation_failure(run_dir: Path, err: GraphValidationError):
     """Leave a run directory that says why nothing ran."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    _json_write(run_dir / "status.json", {"status": "validation_failed", "message": str(err),
+    _write_json(run_dir / "status.json", {"status": "validation_failed", "message": str(err),
                                           "problems": [str(p) for p in err.problems]})

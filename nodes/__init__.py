@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def register_all(registry) -> None:
     """Add every built-in node type to ``registry``."""
-    from . import astrometry_nodes, calibration, io, registration, simulate, stacking
-    for module in (io, simulate, calibration, registration, stacking, astrometry_nodes):
+    from . import astrometry, calibration, coadd, io, plots, registration, simulate, stacking
+    for module in (io, simulate, calibration, registration, stacking, astrometry, coadd, plots):
         for cls in module.NODES:
             registry.add(cls)

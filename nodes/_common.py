@@ -1,4 +1,4 @@
-"""Helpers shared by the built-in nodes: combine parameters, provenance, frame matching."""
+"""Helpers shared by the built-in nodes: combine parameters, frame matching."""
 from __future__ import annotations
 
 from typing import Literal
@@ -11,35 +11,28 @@ from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Params
 
 
-class CombineParams(Params):
+class SigmaClipParams(Params):
+    """Bounds and iterations of sigma clipping, named the same wherever frames are clipped."""
+
+    sigma_low: float = Field(3.0, gt=0, le=20, description="Lower clipping bound, in standard deviations")
+    sigma_high: float = Field(3.0, gt=0, le=20, description="Upper clipping bound, in standard deviations")
+    maxiters: int = Field(5, ge=1, le=100, description="Clipping iterations (ccdproc.combine does 1)")
+
+
+class CombineParams(SigmaClipParams):
     """How frames are combined pixel by pixel (see ``FrameSeries.reduce``)."""
 
     method: Literal["average", "median", "sum"] = Field(
         "median", description="Combination along the frame axis")
     rejection: Literal["none", "sigma_clip", "winsorized", "minmax"] = Field(
-        "sigma_clip", description="Outlier rejection before combining (sigma clipping around the "
-                                  "median, winsorized sigma clipping, or min/max extremes)")
-    sigma_low: float = Field(3.0, gt=0, le=20, description="Lower clipping bound, in standard deviations")
-    sigma_high: float = Field(3.0, gt=0, le=20, description="Upper clipping bound, in standard deviations")
-    maxiters: int = Field(5, ge=1, le=100, description="Clipping iterations (ccdproc.combine does 1)")
+        "sigma_clip", description="Outlier rejection before combining: sigma clipping (centre: "
+                                  "median, spread: standard deviation), winsorized sigma "
+                                  "clipping, or min/max extremes")
 
     def combine(self, series: FrameSeries, ctx=None, **kw) -> CCDData:
         return series.reduce(self.method, rejection=self.rejection, sigma_low=self.sigma_low,
                              sigma_high=self.sigma_high, maxiters=self.maxiters,
                              progress=ctx.progress if ctx is not None else None, **kw)
-
-
-def provenance(ccd: CCDData, node_cls, params, note: str = "") -> CCDData:
-    """Add a HISTORY card naming the node type, version and non-default params (in place)."""
-    changed = {k: v for k, v in params.model_dump(mode="json").items()
-               if v != type(params).model_fields[k].default and k != "path"}
-    # No timestamp: identical inputs must give identical outputs (content-addressed keys).
-    ccd.header.add_history(f"starloom {node_cls.type_id} v{node_cls.version}")
-    if changed:
-        ccd.header.add_history(f"  params {changed}"[:2000])
-    if note:
-        ccd.header.add_history(f"  {note}")
-    return ccd
 
 
 def renamed_params(params: dict, names: dict[str, str | tuple[str, ...]],

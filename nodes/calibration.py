@@ -19,7 +19,7 @@ from starloom.astro.errors import StarloomError
 from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
-from ._common import CombineParams, pick_by_exposure, pick_by_filter, provenance, renamed_params
+from ._common import CombineParams, pick_by_exposure, pick_by_filter, renamed_params
 
 
 def _check_type(ctx, series: FrameSeries, wanted: str):
@@ -60,8 +60,8 @@ class MasterBias(Node):
         master.header["IMAGETYP"] = "Master Bias"
         ctx.diagnostics.update(n_frames=len(frames), median=float(np.median(master.data)),
                                std=float(np.std(master.data)))
-        return {"master_bias": provenance(_float32(master), type(self), params,
-                                          f"combined {len(frames)} bias frames")}
+        ctx.history(f"combined {len(frames)} bias frames")
+        return {"master_bias": _float32(master)}
 
 
 class MasterDark(Node):
@@ -106,7 +106,7 @@ class MasterDark(Node):
                 ctx.warn("no master bias connected: master darks still contain the bias level")
             master.header["EXPTIME"] = exptime
             master.header["IMAGETYP"] = "Master Dark"
-            provenance(_float32(master), type(self), params, f"combined {len(sub)} darks of {exptime:g} s")
+            ctx.history(f"combined {len(sub)} darks of {exptime:g} s", image=_float32(master))
             masters.append(master)
             names.append(f"master_dark_{exptime:g}s")
             info.append({"exptime": exptime, "n_frames": len(sub),
@@ -185,7 +185,7 @@ class MasterFlat(Node):
             master.header["IMAGETYP"] = "Master Flat"
             if filt is not None:
                 master.header["FILTER"] = filt
-            provenance(_float32(master), type(self), params, f"combined {len(sub)} flats")
+            ctx.history(f"combined {len(sub)} flats", image=_float32(master))
             masters.append(master)
             names.append(f"master_flat_{filt}" if filt is not None else "master_flat")
             info.append({"filter": filt, "n_frames": len(sub), "levels": levels,
@@ -215,8 +215,8 @@ class CalibrateLights(Node):
               "flats": Port("FrameSeries", "master flats", optional=True)}
     outputs = {"lights": Port("FrameSeries", "calibrated light frames")}
 
-    def run(self, ctx, params, lights, bias=None, darks=None, flats=None):
-        ccd, name, steps = lights, ctx.frame, []
+    def run(self, ctx, params, frame, bias=None, darks=None, flats=None):
+        ccd, name, steps = frame, ctx.frame, []
         if bias is not None:
             _check_shape(ccd, bias, "master bias", name)
             ccd = ccdproc.subtract_bias(ccd, bias)
@@ -239,7 +239,8 @@ class CalibrateLights(Node):
             ccd = ccdproc.flat_correct(ccd, flat, min_value=params.min_flat)
             steps.append("flat")
         ctx.diagnostics["steps"] = steps
-        return {"lights": provenance(_float32(ccd), type(self), params, "calibrated: " + ", ".join(steps))}
+        ctx.history("calibrated: " + ", ".join(steps))
+        return {"lights": _float32(ccd)}
 
 
 NODES = [MasterBias, MasterDark, MasterFlat, CalibrateLights]

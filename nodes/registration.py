@@ -19,8 +19,6 @@ from skimage.transform import warp as warp_image
 from starloom.astro.errors import StarloomError
 from starloom.graph_runtime.node import Node, Params, Port
 
-from ._common import provenance
-
 _ORDER = {"bilinear": 1, "bicubic": 3, "quintic": 5}
 
 
@@ -114,8 +112,8 @@ class StarAlign(Node):
               "reference": Port("Image", "frame to align to")}
     outputs = {"frames": Port("FrameSeries", "aligned frames, on the reference's pixel grid")}
 
-    def run(self, ctx, params, frames, reference):
-        ccd = frames
+    def run(self, ctx, params, frame, reference):
+        ccd = frame
         if ccd.shape[-2:] != reference.shape[-2:]:
             raise StarloomError(f"frame '{ctx.frame}' has shape {ccd.shape}, reference {reference.shape}")
         try:
@@ -149,8 +147,8 @@ class StarAlign(Node):
         result.header["REG-DX"] = (info["dx"], "x shift to reference, px")
         result.header["REG-DY"] = (info["dy"], "y shift to reference, px")
         result.header["REG-ROT"] = (rot, "rotation to reference, deg")
-        return {"frames": provenance(result, type(self), params,
-                                     f"aligned to {info['reference']} with {len(src)} stars")}
+        ctx.history(f"aligned to {info['reference']} with {len(src)} stars")
+        return {"frames": result}
 
 
 NODES = [SelectReference, StarAlign]

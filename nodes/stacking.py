@@ -9,7 +9,7 @@ from pydantic import Field
 
 from starloom.graph_runtime.node import Node, Port
 
-from ._common import CombineParams, provenance
+from ._common import CombineParams
 
 
 class Stack(Node):
@@ -52,7 +52,8 @@ class Stack(Node):
         ctx.diagnostics.update(
             n_frames=n, frames=frames.names, background=med.tolist(), noise=std.tolist(),
             weights=None if weights is None else (weights / weights.sum()).tolist())
-        return {"image": provenance(image, type(self), params, f"stacked {n} frames")}
+        ctx.history(f"stacked {n} frames")
+        return {"image": image}
 
 
 NODES = [Stack]

@@ -538,11 +538,11 @@ def _synthetic_frames():
     return frames
 
 
-@pytest.mark.parametrize("method", ["interp", "adaptive", "exact"])
-def test_coadd_synthetic_methods(method):
+@pytest.mark.parametrize("reprojection", ["interp", "adaptive", "exact"])
+def test_coadd_synthetic_methods(reprojection):
     frames = _synthetic_frames()
     wcs_out, shape = optimal_wcs([(w, d.shape) for d, w in frames])
-    out = coadd(frames, wcs_out, shape, method=method, reject="sigma_clip", band_rows=16)
+    out = coadd(frames, wcs_out, shape, reprojection=reprojection, rejection="sigma_clip", band_rows=16)
     assert out.data.shape == shape == out.coverage.shape
     assert out.coverage.max() == pytest.approx(5.0, abs=0.01)
     full = out.n_used == 5
@@ -575,8 +575,8 @@ def test_coadd_stargate_rejects_hot_pixels(stargate_solved, solve_cache):
         assert res.index_cache_hit
         frames.append((data, res.wcs))
     wcs_out, shape = optimal_wcs([(w, d.shape) for d, w in frames])
-    plain = coadd(frames, wcs_out, shape, reject=None)
-    clipped = coadd(frames, wcs_out, shape, reject="sigma_clip", band_rows=100)
+    plain = coadd(frames, wcs_out, shape, rejection="none")
+    clipped = coadd(frames, wcs_out, shape, rejection="sigma_clip", band_rows=100)
     assert clipped.coverage.max() == pytest.approx(5.0, abs=0.01)
     assert np.isnan(clipped.data[clipped.coverage == 0]).all()
     assert clipped.n_rejected > 0

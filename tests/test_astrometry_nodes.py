@@ -27,8 +27,8 @@ from starloom.astro import catalogs
 from starloom.astro import fits as fitsio
 from starloom.astro.catalogs import find_index_files, footprint_cone, load_catalog
 from starloom.astro.stars import detect_stars
-from starloom.graph_runtime.cli import main
-from starloom.nodes.astrometry_nodes import PlateSolve
+from starloom.cli.main import main
+from starloom.nodes.astrometry import PlateSolve
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_graphs" / "solve_and_reproject.json"
 HAVE_TYCHO = bool(find_index_files())

@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from starloom.graph_runtime.cli import main
+from starloom.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_graphs"
 
 
 def starloom(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "starloom.graph_runtime.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "starloom.cli.main", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
 

@@ -22,7 +22,7 @@ from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 from starloom.editor.app import EditorWindow, main  # noqa: E402
 from starloom.editor.viewer import ImageViewer  # noqa: E402
-from starloom.graph_runtime import cli  # noqa: E402
+from starloom.cli import main as cli  # noqa: E402
 from starloom.graph_runtime.graph import created_with  # noqa: E402
 from starloom.graph_runtime.registry import default_registry  # noqa: E402
 from starloom.serialization import GraphDocument, load_graph, parse_graph  # noqa: E402
@@ -160,7 +160,7 @@ def test_invalid_value_is_refused_and_the_form_keeps_the_node_value(window):
     ed.select(dark)
     type_in(window.form.fields["exposure_tolerance"].input, "0.01 min")
     assert ed.doc.node(dark).params["exposure_tolerance"] == pytest.approx(0.6)
-    ed.view._undo_stack.undo()
+    ed.undo()
     assert "exposure_tolerance" not in ed.doc.node(dark).params
     assert window.form.fields["exposure_tolerance"].input.text() == "0.5"
 
@@ -270,7 +270,10 @@ def test_graph_parameters_ids_and_labels_are_edited_in_the_document(window):
     type_in(window.form.label_edit, "Simulated night")
     assert ed.doc.node("sim").ui.label == "Simulated night"
     assert ed.node("sim").gui.display_title == "Simulated night"
-    ed.view._undo_stack.undo()  # the label is not on the undo stack; the id is
+    ed.undo()  # the label, then the id
+    assert ed.doc.node("sim").ui.label is None
+    assert ed.node("sim").gui.display_title == ed.node("sim").title
+    ed.undo()
     assert ed.doc.node("simulate").params == {}
     assert "simulate.seed" in ed.doc.parameters["seed"].binds
 
@@ -284,7 +287,7 @@ def test_nodes_are_placed_removed_and_undone(window):
     assert [n.id for n in doc.nodes] == [a, b] and doc.node(b).ui.x == 340
     ed.remove_node(a)
     assert ed.node_ids() == [b] and ed.doc.edges == []
-    ed.view._undo_stack.undo()
+    ed.undo()
     assert ed.document() == doc
     ed.item(b).moveBy(100, 50)
     assert ed.document().node(b).ui.x == 440 and ed.doc.node(b).ui.y == 90

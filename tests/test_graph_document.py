@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from starloom.graph_runtime.cli import main
+from starloom.cli.main import main
 from starloom.graph_runtime.graph import GraphValidationError, plan
 from starloom.graph_runtime.node import Node, Params, Port
 from starloom.graph_runtime.registry import Registry, default_registry

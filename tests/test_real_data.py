@@ -12,7 +12,7 @@ from astropy.stats import sigma_clipped_stats
 from conftest import shared
 from scipy.ndimage import median_filter
 from starloom.astro import fits as fitsio
-from starloom.graph_runtime.cli import main
+from starloom.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_graphs"
 SIGMA_CLIP_LIKE_CCDPROC = dict(sigma_clip=True, sigma_clip_low_thresh=3, sigma_clip_high_thresh=3,

@@ -72,7 +72,7 @@ def test_runtime_and_nodes_import_without_qt():
             "            raise ImportError('Qt is blocked: ' + name)\n"
             "sys.meta_path.insert(0, Block())\n"
             "from starloom.graph_runtime.registry import default_registry\n"
-            "from starloom.graph_runtime import cli\n"
+            "from starloom.cli import main as cli\n"
             "print(len(default_registry()))\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

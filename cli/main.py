@@ -10,11 +10,12 @@ from pathlib import Path
 
 from starloom.serialization import GraphFileError, json_schema, load_graph
 
-from .cache import Cache
 from starloom.astro.errors import StarloomError
-from .graph import GraphValidationError, plan
-from .registry import default_registry
-from .run import Run, new_run_dir, write_validation_failure
+from starloom.graph_runtime.cache import Cache
+from starloom.graph_runtime.events import Event
+from starloom.graph_runtime.graph import GraphValidationError, plan
+from starloom.graph_runtime.registry import default_registry
+from starloom.graph_runtime.run import Run, new_run_dir, write_validation_failure
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -36,7 +37,7 @@ class _Progress:
 
     def __call__(self, ev: dict):
         kind, node = ev["event"], ev.get("node")
-        if kind == "progress":
+        if kind == Event.PROGRESS:
             if self.bar is None or self.node != node or self.bar.total != ev["total"]:
                 self._close()
                 self.bar = self._tqdm(total=ev["total"], desc=node, file=self.stream,
@@ -45,12 +46,13 @@ class _Progress:
             self.bar.n = ev["done"]
             self.bar.refresh()
             return
-        if kind in ("node_cached", "node_finished", "node_failed"):
+        if kind in (Event.NODE_CACHED, Event.NODE_FINISHED, Event.NODE_FAILED):
             self._close()
-            label = {"node_cached": "cached", "node_finished": f"done in {ev.get('seconds')} s",
-                     "node_failed": "FAILED"}[kind]
+            label = {Event.NODE_CACHED: "cached",
+                     Event.NODE_FINISHED: f"done in {ev.get('seconds')} s",
+                     Event.NODE_FAILED: "FAILED"}[kind]
             print(f"  {node:<24} {label}", file=self.stream)
-        elif kind == "warning":
+        elif kind == Event.WARNING:
             self._close()
             print(f"  {node}: warning: {ev.get('message')}", file=self.stream)
 

@@ -1,9 +1,8 @@
-"""Astrometry nodes: detect stars, plate-solve offline, load catalogues, refine WCS, co-add, plot.
+"""Astrometry nodes: detect stars, plate-solve offline, load catalogues, refine WCS.
 
-Thin wrappers around the functions of `starloom.nodes.astrometry` (star detection with photutils,
-astrometry.net's ``solve-field`` run offline, reference catalogues, ``fit_wcs_from_points``,
-the ``reproject`` package, WCSAxes plots): this module only maps frames, parameters, header
-keywords, diagnostics and artifacts onto them.
+Thin declarations over `starloom.astro` (``stars``, ``platesolve``, ``catalogs``, ``wcsfit``,
+``wcsutil``): this module only maps frames, parameters, header keywords, diagnostics and
+artifacts onto them. Co-adding is in :mod:`.coadd`, plots in :mod:`.plots`.
 
 A solved or refined frame carries its WCS as ``CCDData.wcs`` (written into the FITS header by
 ``io.save_fits``) plus these header keywords:
@@ -17,34 +16,36 @@ A solved or refined frame carries its WCS as ``CCDData.wcs`` (written into the F
 """
 from __future__ import annotations
 
-import re
 import shutil
-import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
-from astropy.io import fits
 from astropy.nddata import CCDData
-from astropy.table import Column, Table, vstack
-from astropy.wcs import WCS, FITSFixedWarning
-from astropy.wcs.utils import proj_plane_pixel_scales
+from astropy.table import Column, vstack
 from pydantic import BeforeValidator, Field, model_validator
-from starloom.astro import fits as fitsio
-from starloom.astro.errors import FrameRejected, ParamError, StarloomError
-from starloom.astro.frames import FrameSeries, as_header
-from starloom.graph_runtime.node import Node, Params, PathParam, Port, Quantity
-
 from starloom.astro.catalogs import find_index_files, footprint_cone, load_catalog
-from starloom.astro.coadd import coadd, optimal_wcs
+from starloom.astro.errors import FrameRejected, ParamError, StarloomError
+from starloom.astro.frames import as_header
 from starloom.astro.hints import hints_from_header, parse_dec, parse_ra
 from starloom.astro.platesolve import PlateSolveError, plate_solve
-from starloom.astro.plots import plot_annotated, plot_residuals
+from starloom.astro.plots import plot_residuals
 from starloom.astro.stars import detect_stars
 from starloom.astro.wcsfit import WCSFitError, refine_wcs
-from ._common import provenance
+from starloom.astro.wcsutil import (
+    celestial_wcs,
+    covering_cone,
+    mean_plane,
+    pixel_scale_arcsec,
+    require_wcs,
+    wcs_shapes,
+    with_wcs,
+)
+from starloom.graph_runtime.node import Node, Params, PathParam, Port, Quantity
+
+from ._common import renamed_params
 
 # ============================================================================================
 # parameter types and shared parameter groups
@@ -109,120 +110,17 @@ def _index_dirs(value: str) -> list[str] | None:
     return dirs or None
 
 
-def _cache_dir(ctx) -> Path | None:
+def _cache_dir(ctx) -> Path:
     """Where field indexes and Gaia queries are cached: ``astrometry/`` in the run's cache."""
-    cache = getattr(getattr(ctx, "run", None), "cache", None)
-    return Path(cache.root) / "astrometry" if cache is not None else None
-
-
-# ============================================================================================
-# frames, WCS and header helpers
-
-
-def _plane(ccd: CCDData) -> tuple[np.ndarray, np.ndarray | None]:
-    """2-D float64 image for star finding (mean of the planes of RGB frames) and its mask."""
-    data = np.asarray(ccd.data, dtype=np.float64)
-    mask = None if ccd.mask is None else np.asarray(ccd.mask, dtype=bool)
-    if data.ndim == 3:
-        data = data.mean(axis=0)
-        mask = None if mask is None else (mask.any(axis=0) if mask.ndim == 3 else mask)
-    return data, mask
-
-
-def _wcs_of(ccd: CCDData) -> WCS | None:
-    """The celestial WCS of a frame, or None.
-
-    Falls back to WCS cards in the header, for frames built in memory whose WCS was never
-    parsed into ``ccd.wcs``.
-    """
-    w = ccd.wcs if ccd.wcs is not None else _header_wcs(as_header(ccd.meta))
-    return w.celestial if w is not None and w.has_celestial else None
-
-
-def _header_wcs(header: fits.Header) -> WCS | None:
-    """WCS of a header (its first two axes when the whole does not parse), or None."""
-    if "CTYPE1" not in header:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        for naxis in (None, 2):
-            try:
-                return WCS(header, naxis=naxis, relax=True)
-            except Exception:  # noqa: BLE001, S112  (astropy raises many types for odd headers)
-                continue
-    return None
-
-
-def _require_wcs(ccd: CCDData, name: str) -> WCS:
-    w = _wcs_of(ccd)
-    if w is None:
-        raise StarloomError(f"frame '{name}' has no celestial WCS; plate-solve it first "
-                            "(astrometry.plate_solve)")
-    return w
-
-
-def _pixel_scale(wcs: WCS) -> float:
-    """Mean pixel scale of a celestial WCS, arcsec/px."""
-    sx, sy = proj_plane_pixel_scales(wcs.celestial) * 3600.0
-    return float(np.sqrt(sx * sy))
-
-
-def _ref_wcs(ref) -> tuple[WCS | None, tuple[int, int]]:
-    """(celestial WCS or None, (ny, nx)) of a frame of a series, reading only its header."""
-    if ref.data is not None or fitsio.is_picture(ref.path):
-        ccd = ref.read()
-        return _wcs_of(ccd), tuple(ccd.shape[-2:])
-    header = ref.header()
-    w = _header_wcs(header)
-    shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
-    return (w.celestial if w is not None and w.has_celestial else None), shape
-
-
-def _wcs_shapes(value) -> list[tuple[str, WCS | None, tuple[int, int]]]:
-    """(name, WCS or None, shape) of an Image or of every frame of a FrameSeries."""
-    if isinstance(value, CCDData):
-        return [("image", _wcs_of(value), tuple(value.shape[-2:]))]
-    return [(r.name, *_ref_wcs(r)) for r in value.refs]
-
-
-def _cone(pairs, margin_deg: float = 0.0) -> tuple[SkyCoord, float]:
-    """Centre and radius (deg) of a cone containing the footprints of (WCS, shape) pairs."""
-    cones = [footprint_cone(w, s) for w, s in pairs]
-    x, y, z = np.sum([c.cartesian.xyz.value for c, _ in cones], axis=0)
-    center = SkyCoord(np.degrees(np.arctan2(y, x)) % 360.0 * u.deg,
-                      np.degrees(np.arctan2(z, np.hypot(x, y))) * u.deg, frame="icrs")
-    radius = max(float(center.separation(c).deg) + r for c, r in cones)
-    return center, radius + float(margin_deg)
-
-
-_WCS_KEY = re.compile(r"^(WCSAXES|CTYPE\d|CUNIT\d|CRVAL\d|CRPIX\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|"
-                      r"PV\d_\d+|PS\d_\d+|LONPOLE|LATPOLE|RADESYS[A-Z]?|RADECSYS|[AB]P?_\d+_\d+|"
-                      r"[AB]P?_ORDER|[AB]_DMAX)$")
-
-
-def _strip_wcs(header: fits.Header) -> fits.Header:
-    """Remove WCS cards (so a new WCS never mixes with stale SIP or CD cards); in place."""
-    for key in {k for k in header if _WCS_KEY.match(k)}:
-        header.remove(key, ignore_missing=True, remove_all=True)
-    return header
-
-
-def _with_wcs(ccd: CCDData, wcs: WCS, cards: dict, node_cls, params, note: str) -> CCDData:
-    """A copy of ``ccd`` carrying ``wcs``, header ``cards`` {key: (value, comment)} and HISTORY."""
-    header = _strip_wcs(as_header(ccd.meta).copy())
-    for key, card in cards.items():
-        header[key] = card
-    out = CCDData(ccd.data, unit=ccd.unit, mask=ccd.mask, uncertainty=ccd.uncertainty,
-                  meta=header, wcs=wcs)
-    return provenance(out, node_cls, params, note)
+    return ctx.cache_dir("astrometry")
 
 
 def _detect(ccd: CCDData, params, pixel_scale: float | None = None, max_stars=None):
     """Detect stars on a frame; the pixel scale for FWHM in arcsec comes from its WCS if any."""
-    data, mask = _plane(ccd)
-    w = _wcs_of(ccd)
+    data, mask = mean_plane(ccd)
+    w = celestial_wcs(ccd)
     if pixel_scale is None and w is not None:
-        pixel_scale = _pixel_scale(w)
+        pixel_scale = pixel_scale_arcsec(w)
     return detect_stars(data, fwhm=params.fwhm, threshold_sigma=params.threshold_sigma,
                            mask=mask, max_stars=max_stars, pixel_scale=pixel_scale)
 
@@ -285,7 +183,7 @@ class DetectStars(Node):
                 metrics["n_stars_kept"] = len(stars)
             stars.add_column(Column([name] * len(stars), dtype=f"U{max(len(name), 1)}"),
                              index=0, name="frame")
-            w = _wcs_of(ccd)
+            w = celestial_wcs(ccd)
             if w is not None:
                 sky = w.pixel_to_world(np.asarray(stars["x"]), np.asarray(stars["y"]))
                 stars["ra"], stars["dec"] = sky.icrs.ra.deg, sky.icrs.dec.deg
@@ -299,6 +197,7 @@ class DetectStars(Node):
 
 class PlateSolve(Node):
     type_id = "astrometry.plate_solve"
+    version = 2  # 2: 'sip_order' became 'sip_degree'
     title = "Plate solve"
     category = "astrometry"
     per_frame = "frames"
@@ -337,8 +236,8 @@ class PlateSolve(Node):
         small_field: Literal["auto", "never"] = Field(
             "auto", description="'auto': build field indexes from Tycho-2 around the hint when "
                                 "the field is (or may be) narrower than ~30 arcmin; 'never'")
-        sip_order: int = Field(2, ge=0, le=5, description="SIP distortion order of the solution "
-                                                          "(0: pure TAN)")
+        sip_degree: int = Field(2, ge=0, le=5, description="SIP distortion degree of the solution "
+                                                           "(0: pure TAN)")
         max_stars: int = Field(300, ge=10, le=10_000,
                                description="Brightest detected stars passed to the solver")
         on_failure: Literal["reject", "fail"] = Field(
@@ -354,8 +253,12 @@ class PlateSolve(Node):
     inputs = {"frames": Port("FrameSeries", "frames to solve")}
     outputs = {"frames": Port("FrameSeries", "solved frames, with their WCS")}
 
-    def run(self, ctx, params, frames):
-        ccd = frames
+    @classmethod
+    def upgrade(cls, params, from_version):
+        return renamed_params(params, {"sip_order": "sip_degree"})
+
+    def run(self, ctx, params, frame):
+        ccd = frame
         dirs = _index_dirs(params.index_dir)
         _check_solver(dirs)
         hints = _hints(ccd) if params.header_hints else {}
@@ -368,7 +271,7 @@ class PlateSolve(Node):
                 radius_deg=params.radius, scale_low=params.scale_low,
                 scale_high=params.scale_high, index_dirs=dirs, timeout_s=params.timeout,
                 small_field=params.small_field == "auto", cache_dir=_cache_dir(ctx), hints=hints,
-                max_stars=params.max_stars, tweak_order=params.sip_order)
+                max_stars=params.max_stars, sip_degree=params.sip_degree)
         except PlateSolveError as e:  # 'reject' or 'fail': _on_failure raises
             _on_failure(params.on_failure, ctx, f"frame '{ctx.frame}': {e}")
         index = Path(res.index).name
@@ -390,7 +293,8 @@ class PlateSolve(Node):
                  "ASTPATH": (res.path, "astrometry.net index set that solved the frame")}
         note = (f"solved ({res.path}, {index}): {res.n_matched} stars, "
                 f"rms {res.rms_arcsec:.2f} arcsec")
-        return {"frames": _with_wcs(ccd, res.wcs, cards, type(self), params, note)}
+        ctx.history(note)
+        return {"frames": with_wcs(ccd, res.wcs, cards)}
 
 
 def _check_solver(index_dirs):
@@ -407,11 +311,11 @@ def _check_solver(index_dirs):
 def _hints(ccd: CCDData) -> dict:
     """Solver hints from a frame: its existing WCS (centre and scale), else header keywords."""
     hints = hints_from_header(as_header(ccd.meta))
-    w = _wcs_of(ccd)
+    w = celestial_wcs(ccd)
     if w is not None:
         ny, nx = ccd.shape[-2:]
         c = w.pixel_to_world((nx - 1) / 2.0, (ny - 1) / 2.0).icrs
-        s = _pixel_scale(w)
+        s = pixel_scale_arcsec(w)
         hints.update(ra_hint=float(c.ra.deg), dec_hint=float(c.dec.deg), pixel_scale_arcsec=s,
                      scale_low=0.9 * s, scale_high=1.1 * s, scale_units="arcsecperpix",
                      sources={"position": "WCS", "scale": "WCS"})
@@ -450,14 +354,14 @@ class Catalog(Node):
 
     def run(self, ctx, params, image=None):
         if image is not None:
-            found = _wcs_shapes(image)
+            found = wcs_shapes(image)
             pairs = [(w, s) for _, w, s in found if w is not None]
             if not pairs:
                 raise StarloomError("input 'image': no celestial WCS; plate-solve it first, or "
                                     "leave the input unconnected and give ra, dec and radius")
             if len(pairs) < len(found):
                 ctx.warn(f"{len(found) - len(pairs)} frame(s) without WCS ignored for the cone")
-            center, radius = _cone(pairs, params.margin / 60.0)
+            center, radius = covering_cone(pairs, params.margin / 60.0)
         elif params.ra is None:
             raise ParamError("ra", "give ra, dec and radius, or connect an image with a WCS")
         else:
@@ -508,9 +412,9 @@ class RefineWCS(Node):
                                        "around each frame", optional=True)}
     outputs = {"frames": Port("FrameSeries", "frames with the refined WCS")}
 
-    def run(self, ctx, params, frames, catalog=None):
-        ccd = frames
-        w = _require_wcs(ccd, ctx.frame)
+    def run(self, ctx, params, frame, catalog=None):
+        ccd = frame
+        w = require_wcs(ccd, ctx.frame)
         shape = ccd.shape[-2:]
         if catalog is None:
             center, radius = footprint_cone(w, shape, margin_deg=0.02)
@@ -532,15 +436,16 @@ class RefineWCS(Node):
                                 f"SIP degree {stats['sip_degree']}")
         ctx.diagnostics.update(stats, sip_degree_asked=params.sip_degree,
                                residuals=[f"{stem}.ecsv", f"{stem}.png"],
-                               pixel_scale_arcsec=_pixel_scale(new))
+                               pixel_scale_arcsec=pixel_scale_arcsec(new))
         cards = {"ASTMATCH": (stats["n_matched"], "catalogue stars matched by the WCS fit"),
                  "ASTRMS": (round(stats["rms_arcsec"], 4), "[arcsec] RMS residual of matched stars"),
-                 "PIXSCALE": (round(_pixel_scale(new), 5), "[arcsec/px] pixel scale"),
+                 "PIXSCALE": (round(pixel_scale_arcsec(new), 5), "[arcsec/px] pixel scale"),
                  "WCSREFIN": (True, "WCS refined on catalogue stars"),
                  "WCSSIP": (stats["sip_degree"], "SIP degree of the refined WCS (0: TAN)")}
         note = (f"WCS refined on {stats['n_matched']} stars: rms {stats['rms_before_arcsec']:.2f} "
                 f"-> {stats['rms_arcsec']:.2f} arcsec")
-        return {"frames": _with_wcs(ccd, new, cards, type(self), params, note)}
+        ctx.history(note)
+        return {"frames": with_wcs(ccd, new, cards)}
 
 
 def _fit_lowering_degree(stars, wcs, catalog, params):
@@ -556,174 +461,4 @@ def _fit_lowering_degree(stars, wcs, catalog, params):
     raise error
 
 
-class ReprojectCoadd(Node):
-    type_id = "astrometry.reproject_coadd"
-    title = "Reproject and co-add"
-    category = "astrometry"
-    description = """
-    Put every frame onto one celestial pixel grid with the reproject package and combine them:
-    interpolation (reproject_interp), adaptive anti-aliased resampling (reproject_adaptive) or
-    exact flux-conserving overlap (reproject_exact). The grid is the optimal celestial WCS for
-    the frames (reproject's find_optimal_celestial_wcs, TAN, finest input resolution unless
-    'resolution' is given), or the WCS and shape of the 'reference' image when connected.
-    Samples are optionally sigma-clipped across frames (removing hot pixels and satellite
-    trails) and combined by mean, median or coverage-corrected sum, in bands of output rows;
-    frames are read again for each band, so only one frame and one band stack are in memory.
-    Outputs: the co-add (NaN and masked where no frame covers) and a coverage map (sum of the
-    frames' footprints, i.e. the effective number of frames per pixel), both with the WCS.
-    """
-
-    class Params(Params):
-        method: Literal["interp", "adaptive", "exact"] = Field(
-            "interp", description="Reprojection: interpolation, adaptive (DeForest 2004) or "
-                                  "exact spherical-polygon overlap")
-        interpolation: Literal["nearest-neighbor", "bilinear", "biquadratic", "bicubic"] = Field(
-            "bilinear", description="Interpolation order of method 'interp'")
-        combine: Literal["mean", "median", "sum"] = Field(
-            "mean", description="Combination of the kept samples ('sum': mean times coverage)")
-        rejection: Literal["none", "sigma_clip"] = Field(
-            "sigma_clip", description="Outlier rejection across frames (median centre, MAD "
-                                      "spread); needs at least 3 frames")
-        sigma: float = Field(3.0, gt=0, le=20, description="Clipping bound, in standard deviations")
-        maxiters: int = Field(5, ge=1, le=100, description="Clipping iterations")
-        resolution: Quantity(PIXEL_SCALE, gt=0, le=36000) | None = Field(
-            None, json_schema_extra={"unit": PIXEL_SCALE},
-            description="Output pixel scale of the optimal WCS; empty: the finest input scale")
-        band_rows: int = Field(128, ge=8, le=65536, description="Output rows processed at once "
-                                                                "(memory: frames x rows x width)")
-
-    inputs = {"frames": Port("FrameSeries", "frames with a celestial WCS"),
-              "reference": Port("Image", "image whose WCS and shape define the output grid "
-                                         "(default: optimal WCS of the frames)", optional=True)}
-    outputs = {"image": Port("Image", "co-added image, with the output WCS"),
-               "coverage": Port("Image", "frames covering each output pixel (footprint sum)")}
-
-    def run(self, ctx, params, frames, reference=None):
-        if len(frames) == 0:
-            raise StarloomError("no frames to co-add")
-        found = _wcs_shapes(frames)
-        missing = [name for name, w, _ in found if w is None]
-        if missing:
-            raise StarloomError(f"{len(missing)} frame(s) have no celestial WCS (e.g. "
-                                f"'{missing[0]}'); plate-solve the frames first")
-        if reference is not None:
-            wcs_out, shape = _require_wcs(reference, "reference"), tuple(reference.shape[-2:])
-        else:
-            wcs_out, shape = optimal_wcs([(w, s) for _, w, s in found],
-                                            resolution_arcsec=params.resolution)
-        first = frames[0]
-        n_planes = first.data.shape[0] if first.data.ndim == 3 else 1
-        results = []
-        for k in range(n_planes):
-            items = [(_LazyPlane(frames, i, k if n_planes > 1 else None), w)
-                     for i, (_, w, _) in enumerate(found)]
-            results.append(coadd(
-                items, wcs_out, shape, method=params.method, combine=params.combine,
-                reject=None if params.rejection == "none" else params.rejection,
-                sigma=params.sigma, maxiters=params.maxiters, band_rows=params.band_rows,
-                order=params.interpolation))
-            ctx.progress(k + 1, n_planes)
-        data = results[0].data if n_planes == 1 else np.stack([r.data for r in results])
-        cov = results[0].coverage
-        header = _strip_wcs(as_header(first.meta).copy())
-        header["NCOMBINE"] = (len(frames), "number of frames co-added")
-        header["COADDMTH"] = (f"{params.method}/{params.combine}/{params.rejection}",
-                              "reprojection / combination / rejection")
-        empty = ~np.isfinite(data)
-        image = CCDData(data.astype(np.float32), unit=first.unit, wcs=wcs_out, meta=header,
-                        mask=empty if empty.any() else None)
-        cov_header = fits.Header([("IMAGETYP", "coverage", "frames covering each pixel"),
-                                  ("NCOMBINE", len(frames), "number of frames co-added")])
-        coverage = CCDData(cov.astype(np.float32), unit=u.dimensionless_unscaled, wcs=wcs_out,
-                           meta=cov_header)
-        note = f"co-added {len(frames)} frames onto a {shape[1]}x{shape[0]} grid"
-        centre = wcs_out.pixel_to_world((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0).icrs
-        ctx.diagnostics.update(
-            n_frames=len(frames), frames=frames.names, shape=list(shape),
-            pixel_scale_arcsec=_pixel_scale(wcs_out),
-            center=centre.to_string("hmsdms", sep=":", precision=1),
-            n_rejected=int(sum(r.n_rejected for r in results)),
-            coverage_max=float(cov.max()), covered_fraction=float(np.mean(cov > 0)),
-            full_coverage_fraction=float(np.mean(cov > len(frames) - 0.01)),
-            target="reference" if reference is not None else "optimal")
-        return {"image": provenance(image, type(self), params, note),
-                "coverage": provenance(coverage, type(self), params, note)}
-
-
-class _LazyPlane:
-    """One plane of frame ``i`` of a series, read only when numpy asks for it.
-
-    `starloom.astro.coadd` calls ``np.asarray`` on each frame once per output band,
-    so frames are read from disk as needed instead of all being held in memory. Masked and
-    non-finite pixels become NaN (no data).
-    """
-
-    def __init__(self, series: FrameSeries, i: int, plane: int | None):
-        self.series, self.i, self.plane = series, i, plane
-
-    def __array__(self, dtype=None, copy=None):
-        ccd = self.series[self.i]
-        data = np.array(ccd.data, dtype=np.float64)
-        if ccd.mask is not None:
-            data[np.broadcast_to(ccd.mask, data.shape)] = np.nan
-        data = data if self.plane is None else data[self.plane]
-        return data if dtype is None else data.astype(dtype, copy=False)
-
-
-class AnnotatedImage(Node):
-    type_id = "plots.annotated_image"
-    title = "Annotated sky image"
-    category = "plots"
-    description = """
-    Draw an image with a celestial coordinate grid (matplotlib WCSAxes), an asinh display
-    stretch over a percentile interval, detected stars as green circles and catalogue stars as
-    red crosses, and write it to outputs/ (PNG, or PDF/SVG by the file name's suffix). RGB
-    images are drawn as the mean of their planes.
-    """
-
-    class Params(Params):
-        filename: str = Field("annotated.png", pattern=r"(?i)^[^/\\]+\.(png|pdf|svg)$",
-                              description="Output file name (.png, .pdf or .svg)")
-        title: str = Field("", description="Plot title; empty: the OBJECT keyword, if any")
-        percentile: float = Field(99.5, gt=50, le=100, description="Percentile interval of the "
-                                                                  "display stretch")
-        max_catalog: int = Field(300, ge=0, le=100_000, description="Brightest catalogue stars "
-                                                                   "drawn (inside the image)")
-        label_mag: float | None = Field(None, ge=-2, le=30, description="Write the magnitude "
-                                           "of catalogue stars brighter than this; empty: none")
-        dpi: int = Field(100, ge=30, le=600, description="Resolution of the figure, dots per inch")
-
-    inputs = {"image": Port("Image", "image with a celestial WCS"),
-              "stars": Port("Table", "detected stars (x, y in px, fwhm) measured on this image",
-                            optional=True),
-              "catalog": Port("Table", "catalogue stars (ra, dec in deg, mag)", optional=True)}
-    outputs = {"path": Port("Path", "written figure")}
-
-    def run(self, ctx, params, image, stars=None, catalog=None):
-        w = _require_wcs(image, "image")
-        data, mask = _plane(image)
-        if mask is not None:
-            data = np.where(mask, np.nan, data)
-        if catalog is not None and len(catalog):
-            catalog = _on_data(catalog, w, data)
-        title = params.title or str(as_header(image.meta).get("OBJECT", "") or "").strip() or None
-        path = plot_annotated(ctx.output_path(params.filename), data, w, stars=stars,
-                                 catalog=catalog, title=title, max_catalog=params.max_catalog,
-                                 percent=params.percentile, dpi=params.dpi,
-                                 label_mag=params.label_mag)
-        ctx.diagnostics.update(n_stars=0 if stars is None else len(stars),
-                               n_catalog=0 if catalog is None else len(catalog))
-        return {"path": str(path)}
-
-
-def _on_data(catalog: Table, wcs: WCS, data: np.ndarray) -> Table:
-    """Catalogue rows falling on finite pixels of ``data`` (not on a co-add's empty corners)."""
-    sky = SkyCoord(np.asarray(catalog["ra"], float) * u.deg, np.asarray(catalog["dec"], float) * u.deg)
-    px, py = (np.rint(a) for a in wcs.world_to_pixel(sky))
-    ny, nx = data.shape
-    ok = np.isfinite(px) & np.isfinite(py) & (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
-    ok[ok] = np.isfinite(data[py[ok].astype(int), px[ok].astype(int)])
-    return catalog[ok]
-
-
-NODES = [DetectStars, PlateSolve, Catalog, RefineWCS, ReprojectCoadd, AnnotatedImage]
+NODES = [DetectStars, PlateSolve, Catalog, RefineWCS]

@@ -1,0 +1,227 @@
+"""The boundary to astrometry.net's programs (Lang, Hogg, Mierle, Blanton & Roweis 2010, AJ 139,
+1782): running them under a wall-time bound, writing ``solve-field``'s input and reading its
+output.
+
+astrometry.net counts pixels from 1; the conversion to and from Starloom's 0-based pixels
+happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS, FITSFixedWarning
+
+from .errors import StarloomError
+
+
+class PlateSolveError(StarloomError):
+    """Plate solving failed: no solution within the time bound, or the solver is unavailable."""
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_bounded(cmd, timeout_s, cwd=None):
+    """Run a command in its own process group; kill the whole group on timeout.
+
+    ``solve-field`` starts helper processes (``astrometry-engine``) that outlive a plain kill of
+    the parent, hence the process group.
+
+    Parameters
+    ----------
+    cmd : sequence
+        Program and arguments (converted with ``str``).
+    timeout_s : float
+        Wall-time bound in seconds (at least 0.1 s is granted).
+    cwd : path-like, optional
+        Working directory.
+
+    Returns
+    -------
+    (int or None, str)
+        Return code (None when killed at the bound) and the combined stdout and stderr.
+    """
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=max(0.1, timeout_s))
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, _ = proc.communicate()
+        return None, out or ""
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+
+
+def position_args(ra_deg, dec_deg, radius_deg) -> list[str]:
+    """solve-field's position hint: search only within ``radius_deg`` of (ra, dec)."""
+    return ["--ra", f"{ra_deg:.6f}", "--dec", f"{dec_deg:.6f}", "--radius", f"{float(radius_deg):.4f}"]
+
+
+def write_xylist(path, x, y, flux) -> None:
+    """Write stars as an astrometry.net xylist: FITS table ``X``, ``Y`` (1-based), ``FLUX``.
+
+    Parameters
+    ----------
+    path : path-like
+        Output FITS file.
+    x, y : numpy.ndarray of float, shape (n,)
+        0-based pixel positions.
+    flux : numpy.ndarray of float, shape (n,)
+        Brightness used by solve-field's ``--sort-column``.
+    """
+    Table(
+        {
+            "X": (x + 1.0).astype(np.float64),
+            "Y": (y + 1.0).astype(np.float64),
+            "FLUX": flux.astype(np.float64),
+        }
+    ).write(path, format="fits")
+
+
+def solve_field(
+    solver,
+    work: Path,
+    name: str,
+    indexes: Sequence,
+    shape: tuple[int, int],
+    *,
+    time_left: float,
+    sip_degree: int,
+    extra_args: Sequence = (),
+):
+    """Run ``solve-field`` once on ``work/field.xyls`` with the given index files.
+
+    The index files are listed in a config file of their own, so that only they are searched
+    (not those of the system-wide ``astrometry.cfg``). Outputs go to ``work/<name>/field.*``;
+    the plots, the new FITS file and the match files are not written.
+
+    Parameters
+    ----------
+    solver : path-like
+        The ``solve-field`` executable.
+    work : pathlib.Path
+        Folder holding ``field.xyls`` (see `write_xylist`); also solve-field's temp folder.
+    name : str
+        Name of this run (``'stock'``, ``'small-field'``): output folder and config file.
+    indexes : sequence of path-like
+        Index files to search.
+    shape : (int, int)
+        Image shape ``(ny, nx)``.
+    time_left : float
+        Wall-time bound (s); also solve-field's ``--cpulimit`` (whole seconds, at least 1).
+    sip_degree : int
+        astrometry.net's ``--tweak-order`` (0: ``--no-tweak``).
+    extra_args : sequence
+        Further arguments (scale and position hints, ``--odds-to-solve``).
+
+    Returns
+    -------
+    (int or None, str, pathlib.Path)
+        Return code (None when killed at the time bound), log, output folder.
+    """
+    ny, nx = shape
+    cfg = work / f"{name}.cfg"
+    cfg.write_text(
+        f"cpulimit {max(1, int(time_left))}\n" + "".join(f"index {Path(p).resolve()}\n" for p in indexes)
+    )
+    out_dir = work / name
+    out_dir.mkdir(exist_ok=True)
+    cmd = [
+        solver, work / "field.xyls",
+        "--width", nx, "--height", ny,
+        "--x-column", "X", "--y-column", "Y", "--sort-column", "FLUX",
+        "--no-plots", "--overwrite", "--crpix-center",
+        *(["--tweak-order", int(sip_degree)] if sip_degree else ["--no-tweak"]),
+        "--cpulimit", max(1, int(time_left)),
+        "--config", cfg, "--dir", out_dir, "--out", "field",
+        "--new-fits", "none", "--index-xyls", "none", "--rdls", "none", "--match", "none",
+        "--temp-dir", work,
+        *extra_args,
+    ]
+    rc, log = run_bounded(cmd, time_left, cwd=work)
+    return rc, log, out_dir
+
+
+def has_solution(out_dir: Path) -> bool:
+    """Whether a `solve_field` run wrote a solution (``field.solved`` and ``field.wcs``)."""
+    return (out_dir / "field.solved").exists() and (out_dir / "field.wcs").exists()
+
+
+def read_solution(workdir: Path, log: str, shape):
+    """Build the WCS and the matched-star table from solve-field's outputs.
+
+    Parameters
+    ----------
+    workdir : pathlib.Path
+        Output folder of a solved `solve_field` run.
+    log : str
+        solve-field's output, parsed for the index, log-odds, rotation and parity.
+    shape : (int, int)
+        Image shape ``(ny, nx)``.
+
+    Returns
+    -------
+    tuple
+        ``(wcs, matches, index, log_odds, rotation_deg, parity)``: the WCS (``pixel_shape``
+        set); a Table of ``x``, ``y`` (0-based), ``ra``, ``dec`` (index star, deg) and
+        ``sep_arcsec`` (separation under the WCS) from the corr file; the index file name
+        (``'?'`` when not in the log); the last log-odds, "up is N degrees E of N" and the
+        parity (``'pos'``/``'neg'``), each None when not in the log.
+    """
+    ny, nx = shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        hdr = fits.getheader(workdir / "field.wcs", 0)
+        wcs = WCS(hdr, relax=True)
+    wcs.pixel_shape = (nx, ny)
+    corr_path = workdir / "field.corr"
+    if corr_path.exists():
+        corr = fits.getdata(corr_path, 1)
+        x = np.asarray(corr["field_x"], dtype=float) - 1.0  # astrometry.net is 1-based
+        y = np.asarray(corr["field_y"], dtype=float) - 1.0
+        ra = np.asarray(corr["index_ra"], dtype=float)
+        dec = np.asarray(corr["index_dec"], dtype=float)
+    else:
+        x = y = ra = dec = np.zeros(0)
+    sky = wcs.pixel_to_world(x, y)
+    sep = sky.separation(SkyCoord(ra * u.deg, dec * u.deg)).arcsec if len(x) else np.zeros(0)
+    matches = Table({"x": x, "y": y, "ra": ra, "dec": dec, "sep_arcsec": sep})
+    m = re.search(r"solved with index (\S+?)\.?$", log, re.M)
+    lo = re.findall(r"log-odds ratio ([-\d.eE+]+)", log)
+    rot = re.search(r"up is ([-\d.]+) degrees E of N", log)
+    par = re.search(r"Field parity: (\w+)", log)
+    return (
+        wcs,
+        matches,
+        (m.group(1) if m else "?"),
+        (float(lo[-1]) if lo else None),
+        (float(rot.group(1)) if rot else None),
+        (par.group(1) if par else None),
+    )
