@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
@@ -49,19 +48,3 @@ def renamed_params(params: dict, names: dict[str, str | tuple[str, ...]],
         for name in (new,) if isinstance(new, str) else new:
             out[name] = (values or {}).get(name, {}).get(value, value)
     return out
-
-
-def pick_by_exposure(darks: FrameSeries, exptime: float | None):
-    """Index of the master dark whose EXPTIME is closest to ``exptime`` (longest when unknown)."""
-    times = [r.meta.get("EXPTIME") for r in darks.refs]
-    if exptime is None:
-        return int(np.argmax([t or 0 for t in times]))
-    return int(np.argmin([abs((t if t is not None else np.inf) - exptime) for t in times]))
-
-
-def pick_by_filter(flats: FrameSeries, filt) -> int | None:
-    """Index of the master flat taken through ``filt`` (the only flat when just one exists)."""
-    for i, r in enumerate(flats.refs):
-        if r.meta.get("FILTER") == filt:
-            return i
-    return 0 if len(flats) == 1 else None

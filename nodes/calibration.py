@@ -1,25 +1,28 @@
 """Calibration nodes: master bias, master dark, master flat, calibrate lights.
 
-The arithmetic of calibration is ccdproc's (``subtract_bias``, ``subtract_dark`` with exposure
-scaling, ``flat_correct``), following the ccdproc guide "CCD Data Reduction Guide" (Craig et al.,
-https://www.astropy.org/ccd-reduction-and-photometry-guide/). Combining frames uses Starloom's
+The arithmetic is :mod:`starloom.astro.calibration`'s (ccdproc's ``subtract_bias``,
+``subtract_dark`` with exposure scaling, ``flat_correct``). Combining frames uses Starloom's
 band-wise combine (``FrameSeries.reduce``), which agrees with ``ccdproc.combine`` in the tests.
 """
 from __future__ import annotations
 
 from typing import Literal
 
-import astropy.units as u
 import ccdproc
 import numpy as np
-from astropy.nddata import CCDData
 from pydantic import Field
-
-from starloom.astro.errors import StarloomError
+from starloom.astro.calibration import (
+    FlatCalibration,
+    as_float32,
+    calibrate_light,
+    check_shape,
+    group_by_exposure,
+    normalise,
+)
 from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
-from ._common import CombineParams, pick_by_exposure, pick_by_filter, renamed_params
+from ._common import CombineParams, renamed_params
 
 
 def _check_type(ctx, series: FrameSeries, wanted: str):
@@ -27,19 +30,6 @@ def _check_type(ctx, series: FrameSeries, wanted: str):
     other = [r.name for r in series.refs if r.meta.get("IMAGETYP") not in (None, wanted)]
     if other:
         ctx.warn(f"{len(other)} frame(s) are not marked '{wanted}' (e.g. {other[0]})")
-
-
-def _check_shape(frame: CCDData, master: CCDData, what: str, name: str):
-    if frame.shape != master.shape:
-        raise StarloomError(f"frame '{name}' has shape {frame.shape} but the {what} has shape "
-                            f"{master.shape}")
-
-
-def _float32(ccd: CCDData) -> CCDData:
-    ccd.data = ccd.data.astype(np.float32, copy=False)
-    if ccd.uncertainty is not None:
-        ccd.uncertainty.array = ccd.uncertainty.array.astype(np.float32, copy=False)
-    return ccd
 
 
 class MasterBias(Node):
@@ -61,7 +51,7 @@ class MasterBias(Node):
         ctx.diagnostics.update(n_frames=len(frames), median=float(np.median(master.data)),
                                std=float(np.std(master.data)))
         ctx.history(f"combined {len(frames)} bias frames")
-        return {"master_bias": _float32(master)}
+        return {"master_bias": as_float32(master)}
 
 
 class MasterDark(Node):
@@ -84,29 +74,20 @@ class MasterDark(Node):
 
     def run(self, ctx, params, frames, bias=None):
         _check_type(ctx, frames, "dark")
-        missing = [r.name for r in frames.refs if r.meta.get("EXPTIME") is None]
-        if missing:
-            raise StarloomError(f"dark frame '{missing[0]}' has no EXPTIME header key")
-        groups: list[list[int]] = []
-        for i in np.argsort([r.meta["EXPTIME"] for r in frames.refs], kind="stable"):
-            t = frames.refs[i].meta["EXPTIME"]
-            if groups and abs(frames.refs[groups[-1][0]].meta["EXPTIME"] - t) <= params.exposure_tolerance:
-                groups[-1].append(int(i))
-            else:
-                groups.append([int(i)])
+        groups = group_by_exposure(frames, params.exposure_tolerance)
         masters, names, info = [], [], []
         for idx in groups:
             sub = frames.subset(idx)
             exptime = float(np.mean([r.meta["EXPTIME"] for r in sub.refs]))
             master = params.combine(sub, ctx)
             if bias is not None:
-                _check_shape(master, bias, "master bias", sub.refs[0].name)
+                check_shape(master, bias, "master bias", sub.refs[0].name)
                 master = ccdproc.subtract_bias(master, bias)
             else:
                 ctx.warn("no master bias connected: master darks still contain the bias level")
             master.header["EXPTIME"] = exptime
             master.header["IMAGETYP"] = "Master Dark"
-            ctx.history(f"combined {len(sub)} darks of {exptime:g} s", image=_float32(master))
+            ctx.history(f"combined {len(sub)} darks of {exptime:g} s", image=as_float32(master))
             masters.append(master)
             names.append(f"master_dark_{exptime:g}s")
             info.append({"exptime": exptime, "n_frames": len(sub),
@@ -143,52 +124,20 @@ class MasterFlat(Node):
 
     def run(self, ctx, params, frames, bias=None, darks=None):
         _check_type(ctx, frames, "flat")
-        stat = np.nanmedian if params.normalization == "median" else np.nanmean
         masters, names, info = [], [], []
-        zero = np.zeros(frames.shape, np.float32)
-        bias_data = bias.data.astype(np.float32) if bias is not None else zero
+        bias_data = bias.data.astype(np.float32) if bias is not None else None
         dark_cache: dict[int, np.ndarray] = {}
         for (filt,), sub in frames.group_by(("FILTER",)).items():
-            # Per flat: which master dark, its exposure ratio, and the flat's level after
-            # subtraction; the transform then calibrates each band as it is read.
-            darks_used, ratios, levels = [], [], []
-            for ref in sub.refs:
-                j, ratio = None, 0.0
-                if darks is not None and len(darks):
-                    j = pick_by_exposure(darks, ref.meta.get("EXPTIME"))
-                    if j not in dark_cache:
-                        dark_cache[j] = darks[j].data.astype(np.float32)
-                    t_dark, t_flat = darks.refs[j].meta.get("EXPTIME"), ref.meta.get("EXPTIME")
-                    ratio = t_flat / t_dark if t_dark and t_flat else 1.0
-                frame = ref.read()
-                if frame.shape != bias_data.shape:
-                    raise StarloomError(f"flat frame '{ref.name}' has shape {frame.shape}, "
-                                        f"master bias/dark {bias_data.shape}")
-                dark = dark_cache[j] if j is not None else zero
-                level = float(stat(frame.data - bias_data - ratio * dark))
-                if not level > 0:
-                    raise StarloomError(f"flat frame '{ref.name}' has non-positive level {level:g} "
-                                        f"after bias/dark subtraction")
-                darks_used.append(dark)
-                ratios.append(ratio)
-                levels.append(level)
-
-            def calibrate(i, y0, y1, d, darks_used=darks_used, ratios=ratios, levels=levels):
-                rows = slice(y0, y1)
-                return (d - bias_data[..., rows, :] - ratios[i] * darks_used[i][..., rows, :]) / levels[i]
-
-            master = params.combine(sub, ctx, transform=calibrate)
-            norm = float(stat(master.data))
-            master.data = master.data / norm
-            if master.uncertainty is not None:
-                master.uncertainty.array = master.uncertainty.array / norm
+            calibration = FlatCalibration(sub, bias_data, darks, params.normalization, dark_cache)
+            master = normalise(params.combine(sub, ctx, transform=calibration),
+                               params.normalization)
             master.header["IMAGETYP"] = "Master Flat"
             if filt is not None:
                 master.header["FILTER"] = filt
-            ctx.history(f"combined {len(sub)} flats", image=_float32(master))
+            ctx.history(f"combined {len(sub)} flats", image=as_float32(master))
             masters.append(master)
             names.append(f"master_flat_{filt}" if filt is not None else "master_flat")
-            info.append({"filter": filt, "n_frames": len(sub), "levels": levels,
+            info.append({"filter": filt, "n_frames": len(sub), "levels": calibration.levels,
                          "min": float(np.nanmin(master.data)), "max": float(np.nanmax(master.data))})
         ctx.diagnostics["flats"] = info
         return {"flats": FrameSeries.from_frames(masters, names)}
@@ -216,31 +165,11 @@ class CalibrateLights(Node):
     outputs = {"lights": Port("FrameSeries", "calibrated light frames")}
 
     def run(self, ctx, params, frame, bias=None, darks=None, flats=None):
-        ccd, name, steps = frame, ctx.frame, []
-        if bias is not None:
-            _check_shape(ccd, bias, "master bias", name)
-            ccd = ccdproc.subtract_bias(ccd, bias)
-            steps.append("bias")
-        if darks is not None and len(darks):
-            dark = darks[pick_by_exposure(darks, ccd.header.get("EXPTIME"))]
-            _check_shape(ccd, dark, "master dark", name)
-            if ccd.header.get("EXPTIME") is None:
-                raise StarloomError(f"light frame '{name}' has no EXPTIME header key: cannot scale the dark")
-            ccd = ccdproc.subtract_dark(ccd, dark, exposure_time="EXPTIME", exposure_unit=u.s,
-                                        scale=True)
-            steps.append(f"dark {dark.header['EXPTIME']:g}s")
-        if flats is not None and len(flats):
-            i = pick_by_filter(flats, ccd.header.get("FILTER"))
-            if i is None:
-                raise StarloomError(f"light frame '{name}': no master flat for FILTER "
-                                    f"{ccd.header.get('FILTER')!r}")
-            flat = flats[i]
-            _check_shape(ccd, flat, "master flat", name)
-            ccd = ccdproc.flat_correct(ccd, flat, min_value=params.min_flat)
-            steps.append("flat")
+        ccd, steps = calibrate_light(frame, bias=bias, darks=darks, flats=flats,
+                                     min_flat=params.min_flat, name=ctx.frame)
         ctx.diagnostics["steps"] = steps
         ctx.history("calibrated: " + ", ".join(steps))
-        return {"lights": _float32(ccd)}
+        return {"lights": ccd}
 
 
 NODES = [MasterBias, MasterDark, MasterFlat, CalibrateLights]

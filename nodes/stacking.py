@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
 from pydantic import Field
-
+from starloom.astro.stacking import frame_statistics, noise_weights
 from starloom.graph_runtime.node import Node, Port
 
 from ._common import CombineParams
@@ -38,15 +37,13 @@ class Stack(Node):
         n = len(frames)
         med, std = np.zeros(n, np.float32), np.ones(n, np.float32)
         if params.normalization != "none" or params.weights == "noise":
-            for i, ccd in enumerate(frames):
-                _, med[i], std[i] = sigma_clipped_stats(ccd.data, mask=ccd.mask, sigma=3.0,
-                                                        maxiters=5)
+            med, std = frame_statistics(frames)
         shift = (med - med[0]) if params.normalization == "additive" else np.zeros(n, np.float32)
         weights = None
         if params.weights == "exposure":
             weights = np.array([r.meta.get("EXPTIME") or 1.0 for r in frames.refs], np.float64)
         elif params.weights == "noise":
-            weights = 1.0 / np.maximum(std.astype(np.float64), 1e-12) ** 2
+            weights = noise_weights(std)
         image = params.combine(frames, ctx, weights=weights,
                                transform=lambda i, y0, y1, d: d - shift[i])
         ctx.diagnostics.update(
