@@ -1,7 +1,7 @@
 """Helpers shared by the built-in nodes: combine parameters, frame matching."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from astropy.nddata import CCDData
 from pydantic import Field
@@ -10,15 +10,16 @@ from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Params
 
 
-class SigmaClipParams(Params):
-    """Bounds and iterations of sigma clipping, named the same wherever frames are clipped."""
+# Sigma-clipping bounds and iterations, declared once and named the same wherever frames are
+# clipped (stacking, co-adding); each Params class places them after its method and rejection.
+SigmaBound = Annotated[float, Field(gt=0, le=20)]
+ClipIterations = Annotated[int, Field(ge=1, le=100, description="Clipping iterations "
+                                                                "(ccdproc.combine does 1)")]
+SIGMA_LOW = "Lower clipping bound, in standard deviations"
+SIGMA_HIGH = "Upper clipping bound, in standard deviations"
 
-    sigma_low: float = Field(3.0, gt=0, le=20, description="Lower clipping bound, in standard deviations")
-    sigma_high: float = Field(3.0, gt=0, le=20, description="Upper clipping bound, in standard deviations")
-    maxiters: int = Field(5, ge=1, le=100, description="Clipping iterations (ccdproc.combine does 1)")
 
-
-class CombineParams(SigmaClipParams):
+class CombineParams(Params):
     """How frames are combined pixel by pixel (see ``FrameSeries.reduce``)."""
 
     method: Literal["average", "median", "sum"] = Field(
@@ -27,6 +28,9 @@ class CombineParams(SigmaClipParams):
         "sigma_clip", description="Outlier rejection before combining: sigma clipping (centre: "
                                   "median, spread: standard deviation), winsorized sigma "
                                   "clipping, or min/max extremes")
+    sigma_low: SigmaBound = Field(3.0, description=SIGMA_LOW)
+    sigma_high: SigmaBound = Field(3.0, description=SIGMA_HIGH)
+    maxiters: ClipIterations = 5
 
     def combine(self, series: FrameSeries, ctx=None, **kw) -> CCDData:
         return series.reduce(self.method, rejection=self.rejection, sigma_low=self.sigma_low,

@@ -17,9 +17,9 @@ from starloom.astro.wcsutil import (
     strip_wcs,
     wcs_shapes,
 )
-from starloom.graph_runtime.node import Node, Port, Quantity
+from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
-from ._common import SigmaClipParams, renamed_params
+from ._common import SIGMA_HIGH, SIGMA_LOW, ClipIterations, SigmaBound, renamed_params
 from .astrometry import PIXEL_SCALE
 
 
@@ -41,7 +41,7 @@ class ReprojectCoadd(Node):
     frames' footprints, i.e. the effective number of frames per pixel), both with the WCS.
     """
 
-    class Params(SigmaClipParams):
+    class Params(Params):
         reprojection: Literal["interp", "adaptive", "exact"] = Field(
             "interp", description="Reprojection: interpolation, adaptive (DeForest 2004) or "
                                   "exact spherical-polygon overlap")
@@ -54,6 +54,9 @@ class ReprojectCoadd(Node):
             "sigma_clip", description="Outlier rejection across frames: sigma clipping (centre: "
                                       "median, spread: MAD standard deviation); needs at least "
                                       "3 frames")
+        sigma_low: SigmaBound = Field(3.0, description=SIGMA_LOW)
+        sigma_high: SigmaBound = Field(3.0, description=SIGMA_HIGH)
+        maxiters: ClipIterations = 5
         resolution: Quantity(PIXEL_SCALE, gt=0, le=36000) | None = Field(
             None, json_schema_extra={"unit": PIXEL_SCALE},
             description="Output pixel scale of the optimal WCS; empty: the finest input scale")
