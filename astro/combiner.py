@@ -1,12 +1,16 @@
-"""Image stacking (combination) computed in horizontal bands.
+"""Image stacking (combination) computed in horizontal bands, by worker threads.
 
-Only one band of rows of every frame is in memory at a time, so hundreds of frames can be stacked
-with bounded memory. Each band is combined in small row chunks (about 2 MiB of stack) that stay in
-cache. A chunk is sorted once along the frame axis; every rejection algorithm then reduces to
-shrinking, per pixel, a contiguous index range ``[lo, hi)`` of the sorted values (clipping by
-value always keeps a contiguous run of sorted values), so medians are index look-ups and
-means/standard deviations are masked sums accumulated in float64. That is what makes it faster
-than ``ccdproc.combine``, which recomputes statistics of masked float arrays.
+Only one band of rows of every frame is in memory at a time (two with threads: the next band is
+read while the current one is combined), so hundreds of frames can be stacked with bounded
+memory. Each band is combined in small row chunks (about 2 MiB of stack) that stay in cache,
+spread over a pool of threads (NumPy releases the GIL in its sorts, reductions and ufuncs). A
+chunk is sorted once along the frame axis; every rejection algorithm then reduces to shrinking,
+per pixel, a contiguous index range ``[lo, hi)`` of the sorted values (clipping by value always
+keeps a contiguous run of sorted values), so medians are index look-ups and means/standard
+deviations are sums of float64 deviations (:mod:`starloom.astro.rejection`). That is what makes
+it faster than ``ccdproc.combine``, which recomputes statistics of masked float arrays. Every
+pixel is computed the same way whatever the band, chunk and thread count, so results are
+bit-identical for every memory budget.
 
 Conventions
 -----------
@@ -17,23 +21,24 @@ Conventions
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-__all__ = ["CombineResult", "combine_bands", "combine_arrays", "band_height"]
+from .rejection import combine_chunk
+
+__all__ = ["CombineResult", "combine_bands", "combine_arrays", "band_height", "default_threads"]
 
 METHODS = ("average", "median", "sum")
 REJECTIONS = ("none", "sigma_clip", "winsorized", "minmax")
 
-# Siril's winsorization constants (src/stacking/rejection_float.c): winsorize at 1.5 sigma,
-# correct the winsorized standard deviation by 1.134, iterate until it changes by <= 0.05 %.
-_WINSOR_CUT = 1.5
-_WINSOR_CORRECTION = 1.134
-_WINSOR_TOL = 5e-4
-_WINSOR_MAX_INNER = 100
 _CHUNK_BYTES = 2 * 2**20
+# One band of the stack (float32). With threads there are two, so 2 x 64 MiB: as fast as larger
+# bands on the 50 x 2048 x 2048 benchmark (benchmarks/README.md) and less memory than Siril's.
+DEFAULT_BAND_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -107,9 +112,11 @@ def combine_bands(
     nhigh: int = 1,
     weights=None,
     scales=None,
-    band_bytes: int = 256 * 2**20,
+    band_bytes: int = DEFAULT_BAND_BYTES,
     dtype=np.float32,
     progress: Callable[[int, int], None] | None = None,
+    threads: int | None = None,
+    stored_dtype=None,
 ) -> CombineResult:
     """Combine ``n_frames`` frames of equal shape, reading them band by band.
 
@@ -120,7 +127,8 @@ def combine_bands(
         ``i``: ``data`` is a real ndarray of shape ``shape[:-2] + (y1 - y0, shape[-1])`` (any
         numeric dtype; cast to ``dtype``, in the frame's own units, e.g. ADU), ``mask`` is None or
         a boolean array of the same shape, True = bad pixel. It is called once per frame and band,
-        frames in order, bands top to bottom.
+        frames in order, bands top to bottom, from the calling thread. Integer data need no
+        check for NaN/inf, so returning raw integers (e.g. uint16) is fastest.
     n_frames : int
         Number of frames, >= 1 and <= 32767 (``count`` is int16).
     shape : tuple of int
@@ -161,11 +169,22 @@ def combine_bands(
         Multiplicative per-frame factors applied to the data before rejection and combination
         (ccdproc.combine's ``scale``, except ccdproc applies it after rejection).
     band_bytes : int
-        Memory budget for one band of the raw stack, in bytes (see :func:`band_height`).
+        Memory budget for one band of the raw stack, in bytes (see :func:`band_height`); with
+        ``threads`` > 1 two bands are held. Results do not depend on it.
     dtype : numpy dtype
         Working and output float dtype (float32 by default; float64 for exact comparisons).
     progress : callable, optional
-        Called as ``progress(done_rows, total_rows)`` after each band.
+        Called as ``progress(done_rows, total_rows)`` after each band, in the calling thread.
+    threads : int, optional
+        Worker threads combining chunks (default :func:`default_threads`); 1 works in the
+        calling thread. ``read_band`` is always called from the calling thread. Results do not
+        depend on it.
+    stored_dtype : numpy dtype, optional
+        The dtype every ``read_band`` returns, when known and an integer type (e.g. uint16 for
+        camera frames) with no masks and no ``scales``: the band buffers then hold it (half the
+        memory of float32 for uint16, so twice the rows per band) and values are converted to
+        ``dtype`` chunk by chunk. A ``read_band`` result of another dtype or with a mask is a
+        ValueError. Results do not depend on it.
 
     Returns
     -------
@@ -191,6 +210,67 @@ def combine_bands(
     """
     shape = tuple(int(s) for s in shape)
     dtype = np.dtype(dtype)
+    _check(n_frames, shape, method, rejection, nlow, nhigh)
+    weights = _per_frame(weights, n_frames, "weights")
+    scales = _per_frame(scales, n_frames, "scales")
+    if maxiters is None:
+        maxiters = n_frames  # each round rejects at least one value, so this is convergence
+    threads = default_threads() if threads is None else max(1, int(threads))
+    out = CombineResult(data=np.empty(shape, dtype), mask=None,
+                        uncertainty=np.empty(shape, dtype), count=np.empty(shape, np.int16))
+    options = dict(method=method, rejection=rejection, weights=weights, sigma_low=sigma_low,
+                   sigma_high=sigma_high, maxiters=maxiters, nlow=nlow, nhigh=nhigh)
+    ny = shape[-2]
+    buffer_dtype = dtype
+    if stored_dtype is not None:
+        buffer_dtype = np.dtype(stored_dtype)
+        if buffer_dtype.kind not in "iu" or scales is not None:
+            raise ValueError(f"stored_dtype must be an integer dtype and scales None, got "
+                             f"{buffer_dtype} and scales={scales is not None}")
+    options["dtype"] = dtype
+    rows = band_height(n_frames, shape, buffer_dtype.itemsize, band_bytes)
+    # Statistics run on sub-bands of about _CHUNK_BYTES: small temporaries stay in cache and are
+    # recycled by malloc, whereas band-sized ones cost page faults on every band (measured 2x).
+    chunk = band_height(n_frames, shape, dtype.itemsize, _CHUNK_BYTES)
+    # Two band buffers with threads: the next band is read while the workers combine this one.
+    n_buffers = 2 if threads > 1 and rows < ny else 1
+    size = n_frames * int(np.prod(shape[:-2] + (rows, shape[-1])))
+    buffers = [np.empty(size, buffer_dtype) for _ in range(n_buffers)]
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    running: list[tuple[int, list]] = []  # (band end row, chunk futures), oldest first
+    try:
+        for band, y0 in enumerate(range(0, ny, rows)):
+            y1 = min(ny, y0 + rows)
+            if len(running) == n_buffers:  # this band's buffer is still being combined
+                _finish_band(running.pop(0), ny, progress)
+            band_shape = shape[:-2] + (y1 - y0, shape[-1])
+            stack = buffers[band % n_buffers][:n_frames * int(np.prod(band_shape))].reshape(
+                (n_frames,) + band_shape)
+            has_bad = _read_stack(stack, read_band, scales, y0, y1)
+            jobs = [(stack, c0, min(y1 - y0, c0 + chunk), y0, has_bad)
+                    for c0 in range(0, y1 - y0, chunk)]
+            futures = ([pool.submit(_combine_rows, out, job, options) for job in jobs]
+                       if pool is not None else [_combine_rows(out, job, options) for job in jobs])
+            running.append((y1, futures))
+        while running:
+            _finish_band(running.pop(0), ny, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    out.mask = out.count == 0
+    return out
+
+
+def default_threads() -> int:
+    """Worker threads of a combination: the CPUs this process may run on (at most 8)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+def _check(n_frames, shape, method, rejection, nlow, nhigh):
     if n_frames < 1:
         raise ValueError(f"combine needs at least one frame, got n_frames={n_frames}")
     if n_frames > np.iinfo(np.int16).max:
@@ -203,36 +283,38 @@ def combine_bands(
         raise ValueError(f"unknown rejection {rejection!r}; expected one of {REJECTIONS}")
     if nlow < 0 or nhigh < 0:
         raise ValueError(f"nlow and nhigh must be >= 0, got nlow={nlow}, nhigh={nhigh}")
-    weights = _per_frame(weights, n_frames, "weights")
-    scales = _per_frame(scales, n_frames, "scales")
-    if maxiters is None:
-        maxiters = n_frames  # each round rejects at least one value, so this is convergence
 
-    ny = shape[-2]
-    data = np.empty(shape, dtype)
-    unc = np.empty(shape, dtype)
-    count = np.empty(shape, np.int16)
-    rows = band_height(n_frames, shape, dtype.itemsize, band_bytes)
-    # Statistics run on sub-bands of about _CHUNK_BYTES: small temporaries stay in cache and are
-    # recycled by malloc, whereas band-sized ones cost page faults on every band (measured 2x).
-    chunk = band_height(n_frames, shape, dtype.itemsize, _CHUNK_BYTES)
-    buf = np.empty(n_frames * int(np.prod(shape[:-2] + (rows, shape[-1]))), dtype)
-    for y0 in range(0, ny, rows):
-        y1 = min(ny, y0 + rows)
-        band_shape = shape[:-2] + (y1 - y0, shape[-1])
-        stack = buf[:n_frames * int(np.prod(band_shape))].reshape((n_frames,) + band_shape)
-        for i in range(n_frames):
-            _fill_frame(stack[i], read_band(i, y0, y1), i, y0, y1)
-            if scales is not None:
-                stack[i] *= scales[i]
-        for c0 in range(0, y1 - y0, chunk):
-            rows_out = np.s_[..., y0 + c0:min(y1, y0 + c0 + chunk), :]
-            data[rows_out], unc[rows_out], count[rows_out] = _combine_stack(
-                stack[..., c0:c0 + chunk, :], method, rejection, weights, sigma_low,
-                sigma_high, maxiters, nlow, nhigh)
-        if progress is not None:
-            progress(y1, ny)
-    return CombineResult(data=data, mask=count == 0, uncertainty=unc, count=count)
+
+def _read_stack(stack, read_band, scales, y0, y1) -> bool:
+    """Fill ``stack`` with rows y0:y1 of every frame, in frame order (in the calling thread, so
+    ``read_band`` needs no thread safety); True if any value is bad (NaN)."""
+    has_bad = False
+    for i in range(len(stack)):
+        has_bad |= _fill_frame(stack[i], read_band(i, y0, y1), i, y0, y1)
+        if scales is not None:
+            stack[i] *= scales[i]
+    return has_bad
+
+
+def _combine_rows(out, job, options):
+    """Combine rows c0:c1 of a band (a worker's task) into the result arrays."""
+    stack, c0, c1, y0, has_bad = job
+    x = stack[..., c0:c1, :]
+    rows_shape = x.shape[1:]
+    data, unc, count = combine_chunk(x.reshape(len(x), -1), has_bad=has_bad, **options)
+    rows_out = np.s_[..., y0 + c0:y0 + c1, :]
+    out.data[rows_out] = data.reshape(rows_shape)
+    out.uncertainty[rows_out] = unc.reshape(rows_shape)
+    out.count[rows_out] = count.reshape(rows_shape)
+
+
+def _finish_band(band, ny, progress):
+    y1, futures = band
+    for f in futures:
+        if isinstance(f, Future):
+            f.result()  # re-raises a worker's exception here
+    if progress is not None:
+        progress(y1, ny)
 
 
 def combine_arrays(arrays, masks=None, **kwargs) -> CombineResult:
@@ -287,8 +369,9 @@ def _per_frame(values, n_frames, name):
     return values
 
 
-def _fill_frame(dest, band, i, y0, y1):
-    """Copy one frame's band into ``dest``, turning masked and non-finite values into NaN."""
+def _fill_frame(dest, band, i, y0, y1) -> bool:
+    """Copy one frame's band into ``dest``, turning masked and non-finite values into NaN;
+    True if there were any. An integer ``dest`` (``stored_dtype``) takes only its own dtype."""
     try:
         values, mask = band
     except (TypeError, ValueError):
@@ -297,164 +380,22 @@ def _fill_frame(dest, band, i, y0, y1):
     if values.shape != dest.shape:
         raise ValueError(f"read_band returned shape {values.shape} for frame {i}, rows "
                          f"{y0}:{y1}; expected {dest.shape}")
+    if dest.dtype.kind in "iu" and (values.dtype != dest.dtype or mask is not None):
+        raise ValueError(f"read_band returned {values.dtype} data"
+                         f"{' with a mask' if mask is not None else ''} for frame {i}, rows "
+                         f"{y0}:{y1}; stored_dtype {dest.dtype} expects {dest.dtype}, no mask")
     dest[...] = values
-    bad = ~np.isfinite(dest)
+    bad = None
+    if values.dtype.kind not in "biu":  # integers cannot be NaN or inf: skip the check
+        finite = np.isfinite(dest)
+        bad = None if finite.all() else ~finite
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != dest.shape:
             raise ValueError(f"read_band returned a mask of shape {mask.shape} for frame {i}, "
                              f"rows {y0}:{y1}; expected {dest.shape}")
-        bad |= mask
+        bad = mask if bad is None else bad | mask
+    if bad is None or not bad.any():
+        return False
     dest[bad] = np.nan
-
-
-def _combine_stack(x, method, rejection, weights, sigma_low, sigma_high, maxiters, nlow, nhigh):
-    """Combine one chunk ``x`` of shape (n_frames, ...), NaN = bad, which is sorted in place.
-
-    Returns data, uncertainty (float64) and count per pixel.
-    """
-    n = x.shape[0]
-    w = None
-    if weights is not None and method != "median":
-        w = weights.reshape((n,) + (1,) * (x.ndim - 1))
-    if rejection == "none" and method != "median":
-        vals, keep = x, ~np.isnan(x)  # no order statistics needed: skip the sort
-        count = np.count_nonzero(keep, axis=0)
-        ref = np.zeros(x.shape[1:], x.dtype)
-    else:
-        hi = np.count_nonzero(~np.isnan(x), axis=0)
-        if w is None:
-            x.sort(axis=0)  # NaN sorts last
-            vals = x
-        else:
-            # weights must follow their values through the sort
-            order = np.argsort(x, axis=0)
-            vals = np.take_along_axis(x, order, axis=0)
-            w = w.reshape(n)[order]
-        lo = np.zeros_like(hi)
-        if rejection == "minmax":
-            lo = np.full_like(hi, nlow)
-            hi = np.maximum(hi - nhigh, lo)
-        elif rejection == "sigma_clip":
-            lo, hi = _sigma_clip_range(vals, lo, hi, sigma_low, sigma_high, maxiters)
-        elif rejection == "winsorized":
-            lo, hi = _winsorized_range(vals, lo, hi, sigma_low, sigma_high, maxiters)
-        keep = _in_range(vals, lo, hi)
-        count = hi - lo
-        median = _midpoint(vals, lo, hi)
-        ref = np.nan_to_num(median).astype(x.dtype)
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d = _deviations(vals, keep, ref)
-        s1 = d.sum(axis=0, dtype=np.float64)
-        s2 = np.einsum("i...,i...->...", d, d, dtype=np.float64)
-        mean = ref.astype(np.float64) + s1 / count
-        std = np.sqrt(np.maximum(s2 / count - (s1 / count) ** 2, 0))
-        if method == "median":
-            out = median
-        elif w is None:
-            out = mean * count if method == "sum" else mean
-        else:
-            w_kept = np.where(keep, w, 0).sum(axis=0, dtype=np.float64)
-            w_dev = np.einsum("i...,i...->...", d, np.broadcast_to(w, d.shape), dtype=np.float64)
-            out = ref * w_kept + w_dev
-            if method == "average":
-                out = out / w_kept
-        unc = std * np.sqrt(count) if method == "sum" else std / np.sqrt(count)
-    out = np.where(count > 0, out, np.nan)
-    return out, unc, count
-
-
-def _deviations(vals, keep, ref):
-    """``vals - ref`` where kept, 0 elsewhere, in the data dtype. ``ref`` (per pixel, same dtype)
-    lies among the data, so the subtraction is exact for values within a factor 2 of it and
-    float64 sums of the deviations lose nothing to a large mean level."""
-    d = np.subtract(vals, ref)
-    np.copyto(d, 0, where=~keep)
-    return d
-
-
-def _in_range(vals, lo, hi):
-    k = np.arange(vals.shape[0]).reshape((-1,) + (1,) * (vals.ndim - 1))
-    return (k >= lo) & (k < hi)
-
-
-def _midpoint(s, lo, hi):
-    """Median of the sorted values ``s[lo:hi]`` per pixel (float64; NaN where empty)."""
-    m = lo + hi
-    top = s.shape[0] - 1
-    a = np.take_along_axis(s, np.clip((m - 1) // 2, 0, top)[None], axis=0)[0]
-    b = np.take_along_axis(s, np.clip(m // 2, 0, top)[None], axis=0)[0]
-    return np.where(hi > lo, (a.astype(np.float64) + b) / 2, np.nan)
-
-
-def _range_std(s, inr, cnt, cen, ddof):
-    """Standard deviation of the sorted values in ``inr`` (float64)."""
-    d = _deviations(s, inr, np.nan_to_num(cen).astype(s.dtype))
-    s1 = d.sum(axis=0, dtype=np.float64)
-    s2 = np.einsum("i...,i...->...", d, d, dtype=np.float64)
-    var = (s2 - s1 * s1 / cnt) / (cnt - ddof)
-    return np.sqrt(np.maximum(var, 0))
-
-
-def _shrink(s, lo, hi, lower, upper, active):
-    """Narrow ``[lo, hi)`` to the sorted values within ``[lower, upper]``; values once rejected
-    stay rejected (as astropy's sigma_clip). Returns the new range and whether it changed."""
-    with np.errstate(invalid="ignore"):
-        n_below = np.count_nonzero(s < _round_bound(lower, s.dtype, up=True), axis=0)
-        n_upto = np.count_nonzero(s <= _round_bound(upper, s.dtype, up=False), axis=0)
-    new_lo = np.where(active, np.maximum(lo, n_below), lo)
-    new_hi = np.where(active, np.maximum(np.minimum(hi, n_upto), new_lo), hi)
-    changed = bool((new_lo != lo).any() or (new_hi != hi).any())
-    return new_lo, new_hi, changed
-
-
-def _round_bound(bound, dtype, up):
-    """Round float64 bounds to ``dtype`` so comparisons in ``dtype`` give the float64 answer
-    (astropy's fast sigma_clip compares float32 data with float64 bounds): ``x < b`` iff
-    ``x < b'`` with b' the nearest value at or above b, ``x <= b`` iff ``x <= b''`` with b'' the
-    nearest at or below."""
-    rounded = bound.astype(dtype)
-    off = rounded < bound if up else rounded > bound
-    return np.where(off, np.nextafter(rounded, np.inf if up else -np.inf), rounded)
-
-
-def _sigma_clip_range(s, lo, hi, sigma_low, sigma_high, maxiters):
-    """Iterated median/std clipping of the sorted stack ``s`` (astropy.stats.sigma_clip)."""
-    for _ in range(maxiters):
-        cnt = hi - lo
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cen = _midpoint(s, lo, hi)
-            std = _range_std(s, _in_range(s, lo, hi), cnt, cen, ddof=0)
-        lo, hi, changed = _shrink(s, lo, hi, cen - sigma_low * std, cen + sigma_high * std,
-                                  cnt > 0)
-        if not changed:
-            break
-    return lo, hi
-
-
-def _winsorized_range(s, lo, hi, sigma_low, sigma_high, maxiters):
-    """Winsorized sigma clipping of the sorted stack ``s`` (Siril, rejection_float.c)."""
-    for _ in range(maxiters):
-        cnt = hi - lo
-        inr = _in_range(s, lo, hi)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cen = _midpoint(s, lo, hi)
-            sigma = _range_std(s, inr, cnt, cen, ddof=1)
-            w = s
-            done = ~np.isfinite(sigma)
-            for _ in range(_WINSOR_MAX_INNER):
-                lower = (cen - _WINSOR_CUT * sigma).astype(s.dtype)
-                upper = (cen + _WINSOR_CUT * sigma).astype(s.dtype)
-                w = np.clip(w, lower, upper)
-                new = _WINSOR_CORRECTION * _range_std(w, inr, cnt, cen, ddof=1)
-                converged = np.abs(new - sigma) <= _WINSOR_TOL * sigma
-                sigma = np.where(done, sigma, new)  # Siril stops each pixel at its own convergence
-                done |= converged | ~np.isfinite(new)
-                if done.all():
-                    break
-        lo, hi, changed = _shrink(s, lo, hi, cen - sigma_low * sigma, cen + sigma_high * sigma,
-                                  cnt > 3)
-        if not changed:
-            break
-    return lo, hi
+    return True

@@ -18,7 +18,9 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.table import Table
 
 from . import fits as fitsio
+from .errors import FrameReadError
 from .combiner import combine_bands
+from .fitsrows import RowReader
 
 
 def sha256_json(obj: Any) -> str:
@@ -30,6 +32,21 @@ def sha256_json(obj: Any) -> str:
 def as_header(meta) -> fits.Header:
     """A CCDData's meta as a FITS Header (CCDData made in code may carry a plain dict)."""
     return meta if isinstance(meta, fits.Header) else fits.Header(dict(meta))
+
+
+# Cards that say when or how a file was written, not what it holds: DATE (set by write_frame,
+# FITS 4.0 section 4.4.2.1), IRAF-TLM (IRAF's last-modified time) and the CHECKSUM/DATASUM pair
+# (which covers DATE). Content keys leave them out, so the same frame written at another time
+# keys the same and two fresh caches agree.
+WRITE_TIME_CARDS = ("DATE", "IRAF-TLM", "CHECKSUM", "DATASUM")
+
+
+def content_header(header) -> fits.Header:
+    """A copy of ``header`` without :data:`WRITE_TIME_CARDS`: the part a content key hashes."""
+    out = header.copy() if isinstance(header, fits.Header) else fits.Header(dict(header))
+    for key in WRITE_TIME_CARDS:
+        out.remove(key, ignore_missing=True, remove_all=True)
+    return out
 
 
 @dataclass(frozen=True)
@@ -105,7 +122,9 @@ class FrameSeries(Sequence):
         for ccd, name in zip(frames, names, strict=True):
             h = hashlib.sha256(np.ascontiguousarray(ccd.data).tobytes())
             header = as_header(ccd.header)
-            h.update(header.tostring().encode())
+            # Without write-time cards: a frame read back from a cache entry keys the same
+            # whenever that entry was written.
+            h.update(content_header(header).tostring().encode())
             refs.append(FrameRef(key=h.hexdigest(), name=name, data=ccd,
                                  meta=fitsio.frame_metadata(header)))
         return cls(refs)
@@ -162,8 +181,12 @@ class FrameSeries(Sequence):
         return {k: FrameSeries(groups[k]) for k in order}
 
     # --- reductions, band by band -------------------------------------------------------------
-    def _band_reader(self, transform=None):
-        """``read_band(i, y0, y1)`` over memory-mapped files (in-memory frames sliced)."""
+    def _band_reader(self, transform=None, raw=False):
+        """``read_band(i, y0, y1)`` over the files (in-memory frames sliced). ``raw``: FITS
+        rows may come as stored integers (e.g. uint16, what ``combine_bands`` reads fastest);
+        otherwise, and always for ``transform``, they are float32."""
+        readers: dict[str, RowReader] = {}  # one header parse per file, not per band
+
         def read_band(i, y0, y1):
             r = self.refs[i]
             if r.data is not None:
@@ -172,7 +195,9 @@ class FrameSeries(Sequence):
             elif fitsio.is_picture(r.path):
                 data, mask = r.read().data[..., y0:y1, :], None
             else:
-                data, mask = _read_rows(r.path, y0, y1)
+                data, mask = _read_rows(readers, r.path, y0, y1)
+                if not raw or transform is not None:
+                    data = data.astype(np.float32, copy=False)
             if transform is not None:
                 data = transform(i, y0, y1, data)
             return data, mask
@@ -222,8 +247,8 @@ class FrameSeries(Sequence):
             data = _band_apply(self._band_reader(transform), len(self), shape, fn)
             mask, unc = ~np.isfinite(data), None
         else:
-            res = combine_bands(self._band_reader(transform), len(self), shape, method=method,
-                                rejection=rejection, sigma_low=sigma_low, sigma_high=sigma_high,
+            res = combine_bands(self._band_reader(transform, raw=True), len(self), shape,
+                                method=method, rejection=rejection, sigma_low=sigma_low, sigma_high=sigma_high,
                                 weights=weights, scales=scales, progress=progress, **kw)
             data, mask, unc = res.data, res.mask, res.uncertainty
         first = self.refs[0]
@@ -243,34 +268,18 @@ def _unit_of(ref: FrameRef):
     return u.Unit(unit, parse_strict="silent") if unit else u.adu
 
 
-def _image_hdu_index(hdul) -> int:
-    for i, h in enumerate(hdul):
-        if h.is_image and h.header.get("NAXIS", 0) >= 2:
-            return i
-    raise ValueError("no image HDU")
-
-
-def _read_rows(path: str, y0: int, y1: int):
-    """Rows y0:y1 of a FITS image as float32, scaled by BSCALE/BZERO (BLANK -> NaN).
-
-    Scaling is applied here because astropy refuses scaled sections of memory-mapped files.
-    """
-    with fits.open(path, memmap=True, do_not_scale_image_data=True) as hdul:
-        i = _image_hdu_index(hdul)
-        h = hdul[i].header
-        raw = np.asarray(hdul[i].section[..., y0:y1, :])
-        data = raw.astype(np.float32)
-        if "BLANK" in h and np.issubdtype(raw.dtype, np.integer):
-            data[raw == h["BLANK"]] = np.nan
-        bscale, bzero = h.get("BSCALE", 1.0), h.get("BZERO", 0.0)
-        if bscale != 1.0:
-            data *= np.float32(bscale)
-        if bzero != 0.0:
-            data += np.float32(bzero)
-        mask = None
-        if "MASK" in hdul:
-            mask = np.asarray(hdul["MASK"].section[..., y0:y1, :]).astype(bool)
-    return data, mask
+def _read_rows(readers: dict, path: str, y0: int, y1: int):
+    """Rows y0:y1 of a FITS image and its mask (:class:`starloom.astro.fitsrows.RowReader`,
+    kept in ``readers`` by path)."""
+    try:
+        if path not in readers:
+            readers[path] = RowReader(path)
+        return readers[path].read(y0, y1)
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        # A file truncated or damaged after it was scanned fails only here, deep in astropy
+        # ("buffer is too small"): name the file.
+        raise FrameReadError(path, f"image data unreadable (truncated or corrupt file?) "
+                                   f"({type(exc).__name__}: {exc})") from exc
 
 
 def _band_apply(read_band, n, shape, fn, band_bytes=256 * 2**20):

@@ -22,6 +22,26 @@ from .errors import StarloomError
 #: Spline order of each interpolation name (scikit-image ``warp``'s ``order``).
 INTERPOLATION_ORDER = {"bilinear": 1, "bicubic": 3, "quintic": 5}
 
+#: Largest fraction of NaN/inf pixels a frame may have to be a reference or be aligned: beyond
+#: it the stars found describe less than half the field (a failed readout, a bad calibration).
+MAX_NONFINITE = 0.5
+
+
+def nonfinite_fraction(ccd: CCDData) -> float:
+    """Fraction of the pixels of ``ccd`` that are NaN or infinite (0 for an empty frame)."""
+    data = np.asarray(ccd.data)
+    return float(np.count_nonzero(~np.isfinite(data)) / data.size) if data.size else 0.0
+
+
+def too_nonfinite(ccd: CCDData, name: str = "frame",
+                  max_fraction: float = MAX_NONFINITE) -> str | None:
+    """Why ``ccd`` is unusable for registration (over ``max_fraction`` non-finite), or None."""
+    frac = nonfinite_fraction(ccd)
+    if frac <= max_fraction:
+        return None
+    return (f"frame '{name}': {frac:.0%} of its pixels are NaN or infinite (at most "
+            f"{max_fraction:.0%} allowed)")
+
 
 def detection_image(ccd: CCDData) -> np.ndarray:
     """2-D float32 image for star finding: luminance of RGB, single hot pixels removed.
@@ -30,7 +50,7 @@ def detection_image(ccd: CCDData) -> np.ndarray:
     ----------
     ccd : CCDData
         Frame ``(ny, nx)`` or planar ``(nc, ny, nx)``; masked and non-finite pixels are
-        replaced by the median.
+        replaced by the median of the finite ones (0 when none is).
 
     Returns
     -------
@@ -44,13 +64,17 @@ def detection_image(ccd: CCDData) -> np.ndarray:
     data = np.asarray(ccd.data, dtype=np.float32)
     if data.ndim == 3:
         data = data.mean(axis=0)
-    data = np.where(np.isfinite(data), data, np.nanmedian(data))
+    finite = np.isfinite(data)
+    # Not np.nanmedian: it skips NaN but not inf, and an inf median fills the whole frame.
+    fill = np.median(data[finite]) if finite.any() else 0.0
+    data = np.where(finite, data, fill)
     if ccd.mask is not None:
         data = np.where(ccd.mask if ccd.mask.ndim == 2 else ccd.mask.any(axis=0), np.median(data), data)
     return median_filter(data, size=3)
 
 
-def count_stars(image: np.ndarray, threshold: float = 5.0) -> tuple[int, float]:
+def count_stars(image: np.ndarray, threshold: float = 5.0,
+                mask: np.ndarray | None = None) -> tuple[int, float]:
     """Number of sources above ``threshold`` sigma and their median half-light radius.
 
     Parameters
@@ -59,6 +83,8 @@ def count_stars(image: np.ndarray, threshold: float = 5.0) -> tuple[int, float]:
         Star image (see :func:`detection_image`).
     threshold : float
         Detection threshold in units of the global background RMS (``sep.extract``).
+    mask : ndarray of bool, shape (ny, nx), optional
+        Pixels to leave out of the background and the detection (e.g. non-finite ones).
 
     Returns
     -------
@@ -68,13 +94,46 @@ def count_stars(image: np.ndarray, threshold: float = 5.0) -> tuple[int, float]:
         Their median half-flux radius (``sep.flux_radius``), pixels; NaN when none.
     """
     img = np.ascontiguousarray(image, dtype=np.float64)
-    bkg = sep.Background(img)
-    objs = sep.extract(img - bkg.back(), threshold, err=bkg.globalrms, minarea=5)
+    m = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
+    bkg = sep.Background(img, mask=m)
+    objs = sep.extract(img - bkg.back(), threshold, err=bkg.globalrms, minarea=5, mask=m)
     if len(objs) == 0:
         return 0, float("nan")
     r, _ = sep.flux_radius(img - bkg.back(), objs["x"], objs["y"], 6.0 * objs["a"], 0.5,
                            subpix=5)
     return len(objs), float(np.nanmedian(r))
+
+
+def reference_score(ccd: CCDData, name: str = "frame",
+                    max_nonfinite: float = MAX_NONFINITE) -> dict:
+    """How good ``ccd`` is as a registration reference, from its finite pixels only.
+
+    Parameters
+    ----------
+    ccd : CCDData
+        Frame ``(ny, nx)`` or planar ``(nc, ny, nx)``.
+    name : str
+        The frame's name, for the reason.
+    max_nonfinite : float
+        Largest fraction of NaN/inf pixels of a usable frame.
+
+    Returns
+    -------
+    dict
+        ``stars`` (count at 5 sigma, non-finite pixels masked), ``half_light_radius_px``
+        (median, NaN when none), ``nonfinite_fraction`` and ``rejected``: None, or why the
+        frame cannot be the reference (then it is not searched for stars).
+    """
+    frac = nonfinite_fraction(ccd)
+    reason = too_nonfinite(ccd, name, max_nonfinite)
+    score = {"stars": 0, "half_light_radius_px": float("nan"),
+             "nonfinite_fraction": round(frac, 6), "rejected": reason}
+    if reason is None:
+        finite = np.isfinite(np.asarray(ccd.data))
+        bad = ~(finite.all(axis=0) if finite.ndim == 3 else finite)
+        n, r = count_stars(detection_image(ccd), mask=bad if bad.any() else None)
+        score.update(stars=n, half_light_radius_px=r)
+    return score
 
 
 @dataclass

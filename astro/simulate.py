@@ -13,7 +13,6 @@ import math
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
-from astropy.modeling.functional_models import Moffat2D
 from astropy.nddata import CCDData
 from astropy.time import Time, TimeDelta
 
@@ -108,6 +107,8 @@ def _star_field(rng: np.random.Generator, shape, n_stars: int, margin: float):
 
 def _render_stars(shape, x, y, flux, fwhm: float) -> np.ndarray:
     """Sum of Moffat (1969, A&A 3, 455) PSFs, each normalised to its total ``flux``."""
+    from astropy.modeling.functional_models import Moffat2D  # imported where used (startup)
+
     ny, nx = shape
     gamma = fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / MOFFAT_BETA) - 1.0))
     # Analytic integral of the Moffat profile: pi * gamma**2 * I0 / (beta - 1).

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
 
 from .frames import FrameSeries
 
@@ -23,6 +22,8 @@ def frame_statistics(frames: FrameSeries, progress=None) -> tuple[np.ndarray, np
         ``astropy.stats.sigma_clipped_stats`` (3 sigma, 5 iterations) median and standard
         deviation, in the frames' unit.
     """
+    from astropy.stats import sigma_clipped_stats  # imported where used (startup time)
+
     n = len(frames)
     med, std = np.zeros(n, np.float32), np.ones(n, np.float32)
     for i, ccd in enumerate(frames):

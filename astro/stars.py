@@ -12,7 +12,6 @@ import numpy as np
 from astropy import units as u
 from astropy.table import Table, vstack
 from astropy.utils.exceptions import AstropyUserWarning
-from scipy.spatial import cKDTree
 
 from .errors import ParamError
 
@@ -304,6 +303,8 @@ def _find_stars(sub, thr, bad, fwhm, fwhm_bounds, sharpness_range, roundness_ran
     big = big[np.isfinite(big["fwhm"]) & (big["fwhm"] >= 2.0 * fwhm) & (big["fwhm"] <= 20.0 * fwhm)]
     n_found += len(big)
     if len(big) and len(stars):
+        from scipy.spatial import cKDTree  # imported where used: keeps `starloom nodes` fast
+
         tree = cKDTree(np.c_[stars["x"], stars["y"]])
         covered = np.zeros(len(stars), dtype=bool)
         radii = np.maximum(np.asarray(big["fwhm"]), 2.0 * fwhm)
@@ -322,6 +323,8 @@ def _merge_split_peaks(stars, fwhm):
     sorted by flux, brightest first.
     """
     xy = np.c_[stars["x"], stars["y"]]
+    from scipy.spatial import cKDTree  # imported where used: keeps `starloom nodes` fast
+
     tree = cKDTree(xy)
     radii = np.maximum(float(fwhm), 0.5 * np.nan_to_num(np.asarray(stars["fwhm"], dtype=float)))
     alive = np.ones(len(stars), dtype=bool)

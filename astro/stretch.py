@@ -11,9 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import png
-from astropy.visualization import (AsinhStretch, AsymmetricPercentileInterval, HistEqStretch,
-                                   LinearStretch, ManualInterval, ZScaleInterval)
-from skimage.measure import block_reduce
 
 from .fileio import atomic_write
 
@@ -91,6 +88,10 @@ def stretch(data, method="asinh", *, percentile_low=0.25, percentile_high=99.75,
     out = np.zeros(values.shape, dtype=np.float32)
     if valid.size == 0:
         return out
+    # imported where used: astropy.visualization costs ~0.1 s of every command's startup
+    from astropy.visualization import (AsinhStretch, AsymmetricPercentileInterval,
+                                       HistEqStretch, LinearStretch, ManualInterval,
+                                       ZScaleInterval)
 
     if method == "zscale":
         vmin, vmax = ZScaleInterval().get_limits(valid)
@@ -191,5 +192,7 @@ def thumbnail(data, max_size=256) -> np.ndarray:
     block = (factor, factor) if image.ndim == 2 else (1, factor, factor)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks: NaN is the answer
+        from skimage.measure import block_reduce  # imported where used (startup time)
+
         small = block_reduce(image, block_size=block, func=np.nanmean, cval=np.nan)
     return small.astype(np.float32)

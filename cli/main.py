@@ -4,18 +4,23 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import platform
 import sys
 from importlib import resources
 from pathlib import Path
 
-from starloom.serialization import GraphFileError, json_schema, load_graph
+from starloom.serialization import GraphFileError, json_schema
 
 from starloom.astro.errors import StarloomError
 from starloom.graph_runtime.cache import Cache
+
+from .cache_commands import add_cache_parser
+from starloom.graph_runtime.embedded import load_any_graph
 from starloom.graph_runtime.events import Event
 from starloom.graph_runtime.graph import GraphValidationError, plan
 from starloom.graph_runtime.registry import default_registry
-from starloom.graph_runtime.run import Run, new_run_dir, write_validation_failure
+from starloom.graph_runtime.run import Run, new_run_dir
+from starloom.graph_runtime import runs as runs_mod
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -62,10 +67,16 @@ class _Progress:
             self.bar = None
 
 
-def _load_plan(path: str, params=None, sets=None):
-    doc = load_graph(path)
+def _load_plan(path: str, params=None, sets=None, check_inputs: bool = False):
+    doc = load_any_graph(path)  # a graph file, or the FITS/PNG file a save node wrote
     return plan(doc, default_registry(), base_dir=Path(path).resolve().parent, params=params,
-                sets=sets, source=path)
+                sets=sets, source=path, check_inputs=check_inputs)
+
+
+def _print_warnings(path: str, p) -> None:
+    """The plan's warnings, one line each on stderr (the graph still runs)."""
+    for w in p.warnings:
+        print(f"starloom: {path}: warning: {w}", file=sys.stderr)
 
 
 def cmd_run(args) -> int:
@@ -73,7 +84,7 @@ def cmd_run(args) -> int:
     try:
         p = _load_plan(args.graph, _pairs(args.param, "--param"), _pairs(args.set, "--set"))
     except GraphValidationError as e:
-        write_validation_failure(run_dir, e)
+        runs_mod.write_validation_failure(run_dir, e, args.graph)
         print(f"starloom: {e}", file=sys.stderr)
         return 2
     unknown = set(args.force or []) - {n.spec.id for n in p.nodes}
@@ -81,14 +92,25 @@ def cmd_run(args) -> int:
         print(f"starloom: --force names no node of the graph: {', '.join(sorted(unknown))}",
               file=sys.stderr)
         return 2
+    _print_warnings(args.graph, p)
     print(f"Running {args.graph} ({len(p.nodes)} nodes) in {run_dir}", file=sys.stderr)
     run = Run(run_dir, None if args.no_cache else Cache(args.cache),
-              force=set(args.force or []), listeners=[_Progress()])
+              force=set(args.force or []), listeners=[_Progress()],
+              graph_file=args.graph)
+    return _execute(run, p, run_dir)
+
+
+def _execute(run: Run, p, run_dir: Path) -> int:
+    """Run the plan, then say what happened; the exit code (0 ok, 1 failed, 130 Ctrl+C)."""
     try:
         res = run.execute(p)
     except KeyboardInterrupt:
         run.close()
-        print("starloom: interrupted; finished nodes are cached, re-run to resume", file=sys.stderr)
+        runs_mod.mark_interrupted(run_dir, "interrupted by the user (Ctrl+C)")
+        from starloom.graph_runtime.report import write_report
+        write_report(run_dir)
+        print(f"starloom: interrupted; finished nodes are cached, 'starloom resume {run_dir}' "
+              f"continues", file=sys.stderr)
         return 130
     outputs = sorted((run_dir / "outputs").glob("*"))
     if res.status != "ok":
@@ -105,11 +127,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    """Exit 0: the graph can run (warnings, e.g. an input a --param may still give, go to
+    stderr); 2: it cannot (every problem listed, including inputs that do not exist)."""
     try:
-        p = _load_plan(args.graph, _pairs(args.param, "--param"), _pairs(args.set, "--set"))
+        p = _load_plan(args.graph, _pairs(args.param, "--param"), _pairs(args.set, "--set"),
+                       check_inputs=True)
     except GraphValidationError as e:
         print(f"starloom: {e}", file=sys.stderr)
         return 2
+    _print_warnings(args.graph, p)
     print(f"{args.graph}: valid, {len(p.nodes)} nodes in order: "
           f"{' -> '.join(n.spec.id for n in p.nodes)}")
     return 0
@@ -171,13 +197,74 @@ def cmd_demo(args) -> int:
         return cmd_run(args)
 
 
-def cmd_cache(args) -> int:
-    cache = Cache(args.cache)
-    if args.action == "clear":
-        print(f"removed {cache.clear()} entries from {cache.root}")
-    else:
-        info = cache.info()
-        print(f"cache {info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {sec} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def cmd_runs(args) -> int:
+    infos = runs_mod.list_runs(args.runs_dir)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in infos], indent=2))
+        return 0
+    if not infos:
+        print(f"no runs in {args.runs_dir}")
+        return 0
+    rows = [(r.run, r.status + (f" (resumed {r.attempts}x)" if r.attempts else ""),
+             (r.started or "-")[:19].replace("T", " "), _duration(r.seconds), r.graph or "-",
+             r.node or "") for r in infos]
+    head = ("RUN", "STATUS", "STARTED (UTC)", "DURATION", "GRAPH", "NODE")
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    for row in (head, *rows):
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    if any(r.status == "interrupted" for r in infos):
+        print("\n'starloom resume RUN_DIR' continues an interrupted run from what finished.")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    run_dir = Path(args.run_dir)
+    if not runs_mod.is_run_dir(run_dir):
+        print(f"starloom: {run_dir}: not a run directory (no status.json or graph.json)",
+              file=sys.stderr)
+        return 2
+    old = runs_mod.read_status(run_dir)
+    if old["status"] == "running":
+        remote = old.get("host") != platform.node()
+        print(f"starloom: {run_dir} is still running (pid {old.get('pid')} on "
+              f"{old.get('host')}); wait for it to end or stop it first"
+              + (f" (a run of another host counts as running until {run_dir / 'status.json'} "
+                 f"and its event log are {runs_mod.STALE_AFTER.total_seconds() / 3600:g} h old)"
+                 if remote else ""),
+              file=sys.stderr)
+        return 2
+    try:
+        p, force = runs_mod.resume_plan(run_dir, default_registry(), args.from_node)
+    except GraphValidationError as e:
+        print(f"starloom: {e}", file=sys.stderr)  # status.json keeps the run's own status
+        return 2
+    cache_dir, cache_note = runs_mod.resume_cache(run_dir, args.cache)
+    env = runs_mod.read_environment(run_dir)
+    runs_mod.archive_attempt(run_dir)
+    print(f"Resuming {run_dir} (was {old['status']}; {len(p.nodes)} nodes) with {cache_note}"
+          + (f"; recomputing {', '.join(sorted(force))}" if force else ""), file=sys.stderr)
+    run = Run(run_dir, Cache(cache_dir) if cache_dir else None, force=force,
+              listeners=[_Progress()], graph_file=env.get("graph_file"))
+    return _execute(run, p, run_dir)
+
+
+def cmd_report(args) -> int:
+    from starloom.graph_runtime.report import write_report
+    run_dir = Path(args.run_dir)
+    if not runs_mod.is_run_dir(run_dir):
+        print(f"starloom: {run_dir}: not a run directory (no status.json or graph.json)",
+              file=sys.stderr)
+        return 2
+    print(f"Report: {write_report(run_dir)}")
     return 0
 
 
@@ -187,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def run_options(p, graph=True):
         if graph:
-            p.add_argument("graph", help="graph file (.json)")
+            p.add_argument("graph", help="graph file (.json), or a FITS/PNG a save node wrote")
         p.add_argument("--param", action="append", metavar="NAME=VALUE",
                        help="set a graph parameter (repeatable)")
         p.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE",
@@ -205,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(p)
     exec_options(p)
     p.set_defaults(fn=cmd_run)
-    p = sub.add_parser("validate", help="check a graph without running it")
+    p = sub.add_parser("validate", help="check a graph without running it",
+                       description="Check a graph without running it, inputs included. Exit "
+                                   "status: 0 it can run (warnings on stderr), 2 it cannot.")
     run_options(p)
     p.set_defaults(fn=cmd_validate)
     sub.add_parser("nodes", help="list node types").set_defaults(fn=cmd_nodes)
@@ -219,12 +308,26 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(p, graph=False)
     exec_options(p)
     p.set_defaults(fn=cmd_demo)
-    p = sub.add_parser("cache", help="show or clear the cache")
-    p.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
-    p.add_argument("--cache", help="cache folder (default: the user cache folder)")
-    p.set_defaults(fn=cmd_cache)
+    p = sub.add_parser("runs", help="list run directories: status, start, duration, graph")
+    p.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR",
+                   help="folder of run directories (default: runs)")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(fn=cmd_runs)
+    p = sub.add_parser("resume", help="continue a killed or failed run in its run directory")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--from", dest="from_node", metavar="NODE",
+                   help="recompute this node and everything downstream of it")
+    p.add_argument("--cache", help="cache folder (default: the one the run used)")
+    p.set_defaults(fn=cmd_resume)
+    p = sub.add_parser("report", help="write a run directory's report.html again")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(fn=cmd_report)
+    add_cache_parser(sub)
     p = sub.add_parser("edit", help="open the visual editor (needs the 'editor' extra)")
-    p.add_argument("graph", nargs="?")
+    p.add_argument("graph", nargs="?", help="graph file (.json), or a FITS/PNG file a Starloom "
+                   "save node wrote (its embedded graph)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="set a graph parameter once opened, as an edit (repeatable)")
     p.set_defaults(fn=cmd_edit)
     return ap
 
@@ -236,7 +339,7 @@ def cmd_edit(args) -> int:
         print(f"starloom: the editor needs the 'editor' extra (pip install 'starloom[editor]'): {e}",
               file=sys.stderr)
         return 2
-    return editor_main(args.graph)
+    return editor_main(args.graph, _pairs(args.param, "--param"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,10 @@ package is a view and controller over it. Modules: :mod:`.app` (window, ``main``
 :mod:`.flow_mirror` (the Ryven flow kept equal to the document), :mod:`.run_controller` (runs in a
 worker thread, run state on the nodes), :mod:`.layout` (where nodes go), :mod:`.ryven_adapter`
 (the only use of Ryven's private members), :mod:`.nodes` (Ryven node classes generated from the
-registry), :mod:`.forms` (parameter forms), :mod:`.viewer` (thumbnails and the image viewer).
+registry), :mod:`.forms` (parameter forms), :mod:`.viewer` (thumbnails and the image viewer,
+on pyqtgraph), :mod:`.palette` (the searchable node palette that replaces Ryven's node list),
+:mod:`.ports` (port colours and wire-drag highlighting), :mod:`.text` (descriptions without
+reStructuredText markup). Needs ``pyqtgraph`` too.
 """
 import os
 

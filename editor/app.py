@@ -8,16 +8,19 @@ import os
 import sys
 from pathlib import Path
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QAction, QKeySequence
-from qtpy.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox,
-                            QPlainTextEdit, QScrollArea)
-from ryvencore_qt import NodeListWidget
+from qtpy.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow,
+                            QMessageBox, QPlainTextEdit, QScrollArea)
 
-from starloom.serialization import GraphFileError, load_graph
+from starloom.graph_runtime.embedded import carries_graph, embedded_graph_text, load_any_graph
+from starloom.serialization import GraphFileError
 
 from .forms import GraphForm, ParamForm
 from .graph_editor import GraphEditor
+from .palette import NodePalette
+from .ports import legend_html
+from .ryven_adapter import route_file_drops
 from .viewer import ImageViewer
 
 GRAPH_FILTER = "Starloom graphs (*.json);;All files (*)"
@@ -64,14 +67,13 @@ class EditorWindow(QMainWindow):
         self.setCentralWidget(ed.view)
         self.resize(1500, 900)
 
-        self.node_list = NodeListWidget(ed.session_gui, show_packages=True)
-        self.node_list.update_list(ed.session.nodes)
-        self.node_list.make_pack_hier()
-        self.node_list.pack_tree.expandAll()
-        self.node_list.node_chosen.connect(self._place_chosen)
+        # Starloom's palette, not Ryven's node list (it raised IndexError on filtered clicks).
+        self.node_list = NodePalette(self, ed.registry, docked=True)
+        self.node_list.chosen.connect(self._place_chosen)
         self._dock("Nodes", self.node_list, Qt.LeftDockWidgetArea)
         self.form_area = QScrollArea()
         self.form_area.setWidgetResizable(True)
+        self.form_area.setMinimumWidth(360)  # path fields were 25 px wide in the default dock
         self._dock("Parameters", self.form_area, Qt.RightDockWidgetArea)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -93,8 +95,12 @@ class EditorWindow(QMainWindow):
             "&Edit": [("&Undo", QKeySequence.Undo, ed.undo),
                       ("&Redo", QKeySequence.Redo, ed.redo),
                       None,
+                      ("&Copy", QKeySequence.Copy, self.copy),
+                      ("&Paste", QKeySequence.Paste, self.paste),
+                      ("D&uplicate", "Ctrl+D", ed.duplicate),
                       ("&Delete selected\tDel", None, ed.remove_selected),
-                      ("&Arrange nodes", "Ctrl+L", ed.arrange)],
+                      ("&Arrange nodes", "Ctrl+L", ed.arrange),
+                      ("&Fit to view", "Home", ed.fit_view)],
             "&Run": [("&Run graph", "F5", ed.run),
                      ("Run, &recomputing all", "Shift+F5",
                       lambda: ed.run(force=set(ed.node_ids()))),
@@ -120,12 +126,24 @@ class EditorWindow(QMainWindow):
                     toolbar.addAction(action)
 
         ed.selection_changed.connect(self._show_form)
+        ed.params_changed.connect(self._parameters_changed)
         ed.changed.connect(self._update_title)
         ed.message.connect(lambda m: (self.statusBar().showMessage(m, 15000), self._log(m)))
         ed.run_event.connect(self._run_event)
         ed.view_requested.connect(self.view_output)
+        route_file_drops(ed.view, self.open_dropped)
         self._show_form(None)
         self._update_title()
+        self.legend = QLabel(legend_html())
+        self.legend.setToolTip("Port colours: the type of data a port gives or takes")
+        self.statusBar().addPermanentWidget(self.legend)
+        self._fitted = False
+
+    def showEvent(self, event):  # noqa: N802 (Qt naming)
+        super().showEvent(event)
+        if not self._fitted:  # the view has its real size only once shown
+            self._fitted = True
+            self.editor.fit_view()
 
     def _dock(self, title, widget, area):
         dock = QDockWidget(title, self)
@@ -145,6 +163,18 @@ class EditorWindow(QMainWindow):
             return False
         self._show_form(None)
         return True
+
+    def open_dropped(self, path: str):
+        """A file dropped on the canvas: a graph file, or an image carrying the graph that made
+        it, is opened (after asking about unsaved changes); another image is shown."""
+        try:
+            bare = carries_graph(path) and embedded_graph_text(path) is None
+        except (OSError, ValueError, KeyError, IndexError):
+            bare = False  # open() reports what is wrong with the file
+        if bare:
+            self._show_viewer(ImageViewer.from_file(path))
+        elif self._may_discard():
+            self.open(path)
 
     def new(self):
         """Start an empty graph (after asking about unsaved changes)."""
@@ -174,6 +204,18 @@ class EditorWindow(QMainWindow):
         self.editor.save(path if path.endswith(".json") else path + ".json")
         return True
 
+    def copy(self):
+        """Put the selected nodes on the clipboard as Starloom graph JSON (plain text)."""
+        if self.editor.selected():
+            QApplication.clipboard().setText(self.editor.copy_text())
+
+    def paste(self):
+        """Add the nodes of graph JSON on the clipboard (from this or another graph)."""
+        try:
+            self.editor.paste_text(QApplication.clipboard().text())
+        except GraphFileError as e:
+            self.statusBar().showMessage(f"nothing to paste: {e}", 10000)
+
     def open_image_dialog(self):
         """Ask for a FITS (or JPEG/PNG/TIFF) file and open it in a viewer."""
         path, _ = QFileDialog.getOpenFileName(self, "Open image", "", IMAGE_FILTER)
@@ -198,14 +240,31 @@ class EditorWindow(QMainWindow):
         event.accept()
 
     # --- panels ---------------------------------------------------------------------------------
-    def _place_chosen(self, node_class):
-        centre = self.editor.view.mapToScene(self.editor.view.viewport().rect().center())
-        nid = self.editor.add_node(node_class.starloom_type_id, centre.x(), centre.y())
+    def _place_chosen(self, type_id: str, _pos=None, _port=None):
+        view = self.editor.view
+        centre = view.mapToScene(view.viewport().rect().center())
+        x, y = self.editor.free_position(centre.x(), centre.y())
+        nid = self.editor.add_node(type_id, x, y)
         self.editor.select(nid)
 
     def _show_form(self, node_id):
         self.form = ParamForm(self.editor, node_id) if node_id else GraphForm(self.editor)
         self.form_area.setWidget(self.form)
+        self._binds = self._bind_signature()
+
+    def _bind_signature(self):
+        return {n: tuple(p.binds) for n, p in self.editor.doc.parameters.items()}
+
+    def _parameters_changed(self, node_id: str):
+        # A graph parameter made, removed, bound or unbound changes the form's rows; rebuilt
+        # later, as the change may come from an action of the form itself.
+        if node_id == "" and self._bind_signature() != getattr(self, "_binds", None):
+            self._binds = self._bind_signature()
+            QTimer.singleShot(0, self._rebuild_form)
+
+    def _rebuild_form(self):
+        nid = getattr(self.form, "node_id", None)
+        self._show_form(nid if nid in self.editor.node_ids() else None)
 
     def _update_title(self):
         ed = self.editor
@@ -236,32 +295,60 @@ class EditorWindow(QMainWindow):
                                      10000)
         return None
 
+    def compare_outputs(self, first: str, second: str):
+        """Open a viewer showing the image outputs of two nodes side by side (e.g. a single
+        calibrated frame against the stack); None if either has no image output yet."""
+        a, b = self.editor.image_output(first), self.editor.image_output(second)
+        if a is None or b is None:
+            self.statusBar().showMessage("run the graph first: no image output to compare", 10000)
+            return None
+        viewer = ImageViewer(a[1], f"{first}.{a[0]}")
+        viewer.compare(b[1], f"{second}.{b[0]}")
+        return self._show_viewer(viewer)
+
     def _show_viewer(self, viewer):
         self.viewers = [v for v in self.viewers if v.isVisible()] + [viewer]
         viewer.show()
         return viewer
 
 
-def main(graph: str | os.PathLike | None = None) -> int:
-    """Run the editor (``starloom edit [GRAPH]``); returns the exit status.
+def main(graph: str | os.PathLike | None = None, params: dict[str, str] | None = None) -> int:
+    """Run the editor (``starloom edit [GRAPH] [--param NAME=VALUE ...]``); returns the exit
+    status.
 
     Parameters
     ----------
     graph : path, optional
         Graph file to open.
+    params : dict, optional
+        Graph parameter values (text, converted as ``starloom run --param`` does), set once the
+        graph is open as undoable edits; an unknown name or invalid value exits with status 2.
     """
     doc = None
     if graph is not None:
         try:
-            doc = load_graph(graph)
+            doc = load_any_graph(graph)
         except GraphFileError as e:
             print(f"starloom: {e}", file=sys.stderr)
             return 2
+    elif params:
+        print("starloom: --param needs a graph file", file=sys.stderr)
+        return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Starloom editor")
     window = EditorWindow()
     if doc is not None:
-        window.editor.load(doc, graph)
+        if carries_graph(graph):  # from an image: not a file to save into
+            window.editor.load(doc)
+        else:
+            window.editor.load(doc, graph, source=Path(graph).read_bytes())
+        for name, value in (params or {}).items():
+            why = window.editor.set_graph_param(name, value)
+            if why is not None:
+                print(f"starloom: --param {name}: {why}", file=sys.stderr)
+                window.ask_before_discarding = False
+                window.close()
+                return 2
         window._show_form(None)
     window.show()
     return app.exec()

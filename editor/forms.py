@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                            QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                            QLineEdit, QMenu, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from .text import html_description, plain_description
 
 _BOUNDS = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"),
            ("exclusiveMaximum", "<"))
@@ -134,6 +136,14 @@ class FieldEditor:
             self.input.blockSignals(False)
 
 
+def field_editor(cls, name: str, commit: Callable[[Any], None]) -> FieldEditor:
+    """The editor of parameter ``name`` of node type ``cls``."""
+    schema = cls.Params.model_json_schema()
+    prop = _resolve(schema["properties"][name], schema)
+    kind, choices, nullable = field_kind(prop, schema)
+    return FieldEditor(kind, prop, commit, choices, nullable)
+
+
 def _hint(prop: dict) -> str:
     bounds = " ".join(f"{op} {prop[k]:g}" for k, op in _BOUNDS
                       if isinstance(prop.get(k), (int, float)))
@@ -169,6 +179,7 @@ class _Form(QWidget):
         text.setToolTip(tooltip)
         widget.setToolTip(tooltip)
         self.form.addRow(text, widget)
+        return text
 
     def _result(self, error: str | None):
         self.message.setText(f"Refused: {error}" if error else "")
@@ -194,11 +205,11 @@ class ParamForm(_Form):
         self.spec = editor.doc.node(node_id)
         cls = editor.node_type(node_id)
         title = cls.title if cls else f"Unknown type {self.spec.type}"
-        descr = " ".join((cls.description or "").split()) if cls else \
-            "This node type is not installed: its parameters are kept as they are in the file."
+        descr = html_description(cls.description) if cls else html.escape(
+            "This node type is not installed: its parameters are kept as they are in the file.")
         super().__init__(editor, f"<b>{html.escape(title)}</b> <code>{html.escape(self.spec.type)}"
                                  f"</code> v{self.spec.version}<br><small style='color:#555'>"
-                                 f"{html.escape(descr)}</small>")
+                                 f"{descr}</small>")
         self.id_edit = QLineEdit()
         self.id_edit.editingFinished.connect(
             lambda: self._result(editor.rename_node(self.spec.id, self.id_edit.text().strip())))
@@ -212,20 +223,38 @@ class ParamForm(_Form):
             schema = cls.Params.model_json_schema()
             for name, field in cls.Params.model_fields.items():
                 prop = _resolve(schema["properties"][name], schema)
-                kind, choices, nullable = field_kind(prop, schema)
-                fe = FieldEditor(kind, prop, lambda v, n=name: self.commit(n, v), choices, nullable)
+                fe = field_editor(cls, name, lambda v, n=name: self.commit(n, v))
                 self.fields[name] = fe
                 hint = _hint(prop)
                 bound = editor.bound_parameter(self.spec.id, name)
                 if bound:
                     hint = (hint + ", " if hint else "") + f"graph parameter '{bound}'"
-                self._row(name, fe.widget, field.description or "", hint)
+                label = self._row(name, fe.widget, plain_description(field.description), hint)
+                label.setContextMenuPolicy(Qt.CustomContextMenu)
+                label.customContextMenuRequested.connect(
+                    lambda pos, n=name, w=label: self.param_menu(n).exec(w.mapToGlobal(pos)))
         self.refresh()
 
     @property
     def node_id(self) -> str:
         """The node's id (it follows renames)."""
         return self.spec.id
+
+    def param_menu(self, name: str) -> QMenu:
+        """The right-click menu of a parameter's label: expose it as a graph parameter, bind
+        it to one of the same type, or unbind it."""
+        menu, ed, nid = QMenu(self), self.editor, self.node_id
+        bound = ed.bound_parameter(nid, name)
+        if bound:
+            menu.addAction(f"Unbind from graph parameter '{bound}'",
+                           lambda: self._result(ed.unbind_param(nid, name)))
+            return menu
+        menu.addAction("Expose as graph parameter",
+                       lambda: self._result(ed.expose_param(nid, name)))
+        for gp in ed.doc.parameters:
+            menu.addAction(f"Bind to graph parameter '{gp}'",
+                           lambda g=gp: self._result(ed.bind_param(g, nid, name)))
+        return menu
 
     def commit(self, name: str, value: Any) -> str | None:
         """Set a parameter as its widget does; returns the refusal, if any."""

@@ -16,19 +16,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QRectF, Signal
 from ryvencore.NodePort import NodeInput, NodeOutput
 from ryvencore_qt import SessionGUI
 
 from starloom.graph_runtime.editing import Change, ChangeKind, EditableGraph, EditRefused
+from starloom.graph_runtime.embedded import carries_graph, load_any_graph
 from starloom.graph_runtime.registry import default_registry
-from starloom.serialization import GraphDocument, load_graph
+from starloom.serialization import GraphDocument, load_graph, parse_graph
 
 from .flow_mirror import FlowMirror
 from .layout import arranged, next_position
 from .nodes import ryven_node_classes
+from .node_params import NodeParams
+from .palette import NodePalette
+from .ports import highlight
 from .run_controller import RunController
-from .ryven_adapter import route_connection_requests, route_user_actions, strip_view
+from .ryven_adapter import (fit_view, route_connection_requests, route_place_requests,
+                            route_user_actions, strip_view)
 
 
 class GraphEditor(QObject):
@@ -83,6 +88,7 @@ class GraphEditor(QObject):
         self.flow = self.session.create_flow("graph")
         self.view = self.session_gui.flow_views[self.flow]
         strip_view(self.view)
+        self.node_params: dict = {}  # node id -> NodeParams (the editors on the node)
         self.graph = EditableGraph(self.registry)
         self.mirror = FlowMirror(self.graph, self.session, self.flow, self.view, self.classes)
         self.runs = RunController(self.graph, self.mirror, cache_dir, runs_dir)
@@ -91,6 +97,9 @@ class GraphEditor(QObject):
         route_user_actions(self.view, place=self._place_requested,
                            remove=self._remove_requested, moved=self._moved)
         route_connection_requests(self.view, self.flow, self._connection_requested)
+        self.palette = NodePalette(self.view, self.registry)
+        self.palette.chosen.connect(self._palette_chosen)
+        route_place_requests(self.view, self.open_palette, self._wire_dragged)
         self.view.nodes_selection_changed.connect(self._selection)
         self.mirror.message.connect(self.message)
         self.mirror.label_edited.connect(self.set_label)
@@ -106,23 +115,32 @@ class GraphEditor(QObject):
         """The document being edited (read only: edit it through this class or :attr:`graph`)."""
         return self.graph.doc
 
-    def load(self, doc: GraphDocument, path: str | Path | None = None, arrange: bool = True):
-        """Show ``doc`` (the editor keeps and edits this object).
+    def load(self, doc: GraphDocument, path: str | Path | None = None, arrange: bool = True,
+             source: bytes | None = None):
+        """Show ``doc`` (the editor keeps and edits this object); ``source``, the file content
+        it was read from, is kept for saving (see :meth:`EditableGraph.replace`).
 
         If its nodes overlap (e.g. a hand-written file without positions) they are arranged left
         to right (an undoable edit), and the document counts as modified.
         """
         self.runs.reset()
         self.path = Path(path) if path else None
-        self.graph.replace(doc)
+        self.graph.replace(doc, source)
         if arrange and self.mirror.overlapping():
             self.arrange()
             self.message.emit("nodes overlapped: arranged left to right")
         self.view.clear_selection()
+        self.fit_view()
 
     def open(self, path: str | Path):
-        """Open a graph file (raises ``GraphFileError`` if it cannot be read)."""
-        self.load(load_graph(path), path)
+        """Open a graph file, or the graph embedded in a FITS or PNG file a save node wrote
+        (raises ``GraphFileError`` if it cannot be read or carries no valid graph)."""
+        if carries_graph(path):  # the graph a save node embedded in an image it wrote
+            self.load(load_any_graph(path))  # no file yet: Save asks for one
+            self.message.emit(f"opened the graph embedded in {Path(path).name}")
+            return
+        doc = load_graph(path)
+        self.load(doc, path, source=Path(path).read_bytes())
 
     def new(self):
         """Start an empty graph."""
@@ -189,6 +207,16 @@ class GraphEditor(QObject):
             x, y = next_position(self.graph.doc)
         return self.graph.add_node(type_id, x, y, node_id)
 
+    def free_position(self, x: float, y: float) -> tuple[float, float]:
+        """The first place at or below ``(x, y)`` where a new node (taken as 180 x 80 px) is
+        clear of every other node, so nodes added in a row do not pile up."""
+        rects = [self.item(nid).sceneBoundingRect() for nid in self.node_ids()]
+        while True:
+            hit = next((r for r in rects if r.intersects(QRectF(x, y, 180, 80))), None)
+            if hit is None:
+                return round(x), round(y)
+            y = hit.bottom() + 20
+
     def remove_node(self, node_id: str):
         """Delete a node and its connections (undoable)."""
         self._attempt(self.graph.remove_node, node_id)
@@ -212,9 +240,63 @@ class GraphEditor(QObject):
         if self.graph.has_edge(source, target):
             self._attempt(self.graph.disconnect, source, target)
 
+    def selected(self) -> list[str]:
+        """Ids of the selected nodes, in document order."""
+        chosen = {self.mirror.node_id(n) for n in self.view.selected_nodes()}
+        return [nid for nid in self.node_ids() if nid in chosen]
+
+    def copy_text(self, node_ids: list[str] | None = None) -> str:
+        """The nodes (default: the selected ones) with their parameters, labels and the edges
+        between them, as Starloom graph JSON (a graph file of its own; never pickle)."""
+        ids = set(self.selected() if node_ids is None else node_ids)
+        doc = self.document()
+        part = GraphDocument(nodes=[n for n in doc.nodes if n.id in ids],
+                             edges=[e for e in doc.edges
+                                    if e.source[0] in ids and e.target[0] in ids])
+        return part.to_json()
+
+    def paste_text(self, text: str, offset: tuple[float, float] = (40, 40)) -> list[str]:
+        """Add the nodes and edges of graph JSON text (see :meth:`copy_text`), shifted by
+        ``offset``, under fresh ids where theirs are taken (one undoable step). Returns the
+        new ids; raises ``GraphFileError`` if the text is not a valid graph."""
+        part = parse_graph(text, "pasted text")
+        new: dict[str, str] = {}
+        with self.graph.group(f"paste {len(part.nodes)} node(s)"):
+            for spec in part.nodes:
+                nid, n = spec.id, 2
+                while nid in self.node_ids():
+                    nid, n = f"{spec.id}_{n}", n + 1
+                try:
+                    new[spec.id] = self.graph.add_node(spec.type, spec.ui.x + offset[0],
+                                                       spec.ui.y + offset[1], nid)
+                except EditRefused as e:  # e.g. a type not installed here
+                    self._refuse(e)
+                    continue
+                for name, value in spec.params.items():
+                    self._attempt(self.graph.set_param, new[spec.id], name, value)
+                if spec.ui.label:
+                    self._attempt(self.graph.set_label, new[spec.id], spec.ui.label)
+            for e in part.edges:
+                (sn, sp), (tn, tp) = e.source, e.target
+                if sn in new and tn in new:
+                    self._connect(f"{new[sn]}.{sp}", f"{new[tn]}.{tp}")
+        self.view.select_items([self.item(nid) for nid in new.values()])
+        return list(new.values())
+
+    def duplicate(self) -> list[str]:
+        """Copy the selected nodes (and their inner edges) beside themselves."""
+        return self.paste_text(self.copy_text()) if self.selected() else []
+
     def select(self, node_id: str | None):
         """Select one node (or none)."""
         self.view.select_items([self.item(node_id)] if node_id else [])
+
+    def fit_view(self):
+        """Zoom and scroll so that every node is in view (not zoomed in beyond 100 %)."""
+        rect = QRectF()
+        for nid in self.node_ids():
+            rect = rect.united(self.item(nid).sceneBoundingRect())
+        fit_view(self.view, rect.adjusted(-40, -40, 40, 40))
 
     def arrange(self):
         """Lay the nodes out in columns by depth, left to right, stacked without overlap
@@ -238,6 +320,38 @@ class GraphEditor(QObject):
         the node and sent with :attr:`refused`); the node then keeps its previous value.
         """
         return self._attempt(self.graph.set_param, node_id, name, value)
+
+    def expose_param(self, node_id: str, name: str, gp_name: str | None = None) -> str | None:
+        """Make a node parameter a graph parameter (named after it unless ``gp_name`` is given,
+        made unique), with the node's value (undoable). Returns None, or the refusal."""
+        if gp_name is None:
+            gp_name, n = name, 2
+            while gp_name in self.doc.parameters:
+                gp_name, n = f"{name}_{n}", n + 1
+        return self._attempt(self.graph.create_graph_parameter, gp_name, [f"{node_id}.{name}"])
+
+    def bind_param(self, gp_name: str, node_id: str, name: str) -> str | None:
+        """Let graph parameter ``gp_name`` also set ``node_id.name`` (undoable)."""
+        return self._attempt(self.graph.bind_parameter, gp_name, f"{node_id}.{name}")
+
+    def unbind_param(self, node_id: str, name: str) -> str | None:
+        """Stop the graph parameter bound to ``node_id.name`` setting it; the node keeps the
+        value it had through it. Unbinding the last bind removes the graph parameter (one
+        undoable step). Returns None, or the refusal."""
+        gp_name = self.bound_parameter(node_id, name)
+        if gp_name is None:
+            return None
+        value = self.param_value(node_id, name)
+        try:
+            with self.graph.group(f"unbind {node_id}.{name} from {gp_name}"):
+                if self.doc.parameters[gp_name].binds == [f"{node_id}.{name}"]:
+                    self.graph.remove_graph_parameter(gp_name)
+                else:
+                    self.graph.unbind_parameter(gp_name, f"{node_id}.{name}")
+                self.graph.set_param(node_id, name, value)
+        except EditRefused as e:
+            return self._refuse(e)
+        return None
 
     def set_graph_param(self, name: str, value: Any) -> str | None:
         """Set a graph parameter's value, checked against every parameter it binds (undoable).
@@ -303,6 +417,7 @@ class GraphEditor(QObject):
     def _on_change(self, change: Change):
         self.mirror.apply(change)
         kind, nid = change.kind, change.node
+        self._follow_node_params(change)
         if kind == ChangeKind.NODE_RENAMED:
             self.runs.rename(change.old, nid)
         if kind == ChangeKind.PARAM_CHANGED:
@@ -318,6 +433,25 @@ class GraphEditor(QObject):
         elif kind in (ChangeKind.GRAPH_PARAMETER_CHANGED, ChangeKind.METADATA_CHANGED):
             self.params_changed.emit("")
         self.changed.emit()
+
+    def _follow_node_params(self, change: Change):
+        # The editors on the nodes: made with each new node (a node brought back by undo
+        # keeps its body, and its editors), refreshed when values change.
+        kind = change.kind
+        if kind == ChangeKind.DOCUMENT_REPLACED:
+            self.node_params = {}
+        if kind in (ChangeKind.DOCUMENT_REPLACED, ChangeKind.NODE_ADDED):
+            for nid in self.node_ids():
+                body = self.mirror.body(nid)
+                if getattr(body, "param_editors", None) is None:
+                    self.node_params[nid] = NodeParams(self, nid, body)
+                    self.mirror.relayout(nid)
+        elif kind == ChangeKind.NODE_RENAMED:
+            self.node_params[change.node] = self.node_params.pop(change.old, None)
+        elif kind in (ChangeKind.PARAM_CHANGED, ChangeKind.GRAPH_PARAMETER_CHANGED):
+            for params in self.node_params.values():
+                if params is not None:
+                    params.refresh()
 
     def _attempt(self, operation: Callable, *args) -> str | None:
         """Run a document operation; None if done, else the reason shown for its refusal."""
@@ -362,6 +496,35 @@ class GraphEditor(QObject):
         if isinstance(out, NodeOutput) and isinstance(inp, NodeInput):
             self._connect(*self.mirror.edge(out, inp), toggle=True)
 
+    def open_palette(self, view_pos, port=None):
+        """Open the node palette at a viewport point (QPoint); with ``port`` (a Ryven port a
+        wire was dragged from) it lists only types with a fitting port, and connects it."""
+        self._palette_port = port
+        self.palette.open_at(view_pos, _starloom_port(port), isinstance(port, NodeOutput))
+
+    def _wire_dragged(self, port):
+        # Ports a dragged wire may reach are highlighted, the others faded, until it is dropped.
+        spec = _starloom_port(port)
+        for nid in self.node_ids():
+            highlight(self.node(nid).gui.port_dots, spec, isinstance(port, NodeOutput))
+
+    def _palette_chosen(self, type_id: str, pos, fitting: str | None):
+        port, self._palette_port = getattr(self, "_palette_port", None), None
+        try:
+            # One undo step: the node and the wire it was asked for.
+            with self.graph.group(f"add {type_id}"):
+                nid = self.add_node(type_id, round(pos.x()), round(pos.y()))
+                if port is not None and fitting is not None:
+                    other = f"{self.mirror.node_id(port.node)}.{port.label_str}"
+                    if isinstance(port, NodeOutput):
+                        self._connect(other, f"{nid}.{fitting}")
+                    else:
+                        self._connect(f"{nid}.{fitting}", other)
+        except EditRefused as e:
+            self._refuse(e)
+            return
+        self.select(nid)
+
     def _place_requested(self, node_class, pos):
         self._attempt(self.add_node, node_class.starloom_type_id, round(pos.x()), round(pos.y()))
 
@@ -389,4 +552,16 @@ class GraphEditor(QObject):
                     self.mirror.place(nid, self.graph.node(nid).ui.x, self.graph.node(nid).ui.y)
 
     def _selection(self, nodes):
-        self.selection_changed.emit(self.mirror.node_id(nodes[0]) if len(nodes) == 1 else None)
+        # Ryven also reports the selection while it removes nodes (new graph, undo of a paste):
+        # a node no longer in the document is no selection.
+        nid = self.mirror.node_id(nodes[0]) if len(nodes) == 1 else None
+        self.selection_changed.emit(nid if nid in self.graph.node_ids() else None)
+
+
+def _starloom_port(port):
+    """The Starloom port (with its types) of a Ryven port, or None."""
+    if port is None:
+        return None
+    ports = port.node.starloom_outputs if isinstance(port, NodeOutput) else \
+        port.node.starloom_inputs
+    return ports.get(port.label_str)

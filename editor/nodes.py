@@ -22,6 +22,10 @@ from ryvencore_qt import NodeGUI, NodeMainWidget
 
 from starloom.astro.frames import FrameSeries
 
+from .ports import add_port_dots
+from .ryven_adapter import drop_collapse_button, hide_node_internals
+from .text import plain_description
+
 CATEGORY_COLORS = {"io": "#3d7fd1", "simulate": "#8a8f98", "calibration": "#c98a1b",
                    "registration": "#8559c9", "stacking": "#2f9e5c"}
 STATE_COLORS = {"pending": "#8a8f98", "running": "#2b6fd6", "cached": "#13857f",
@@ -75,6 +79,11 @@ class NodeBody(NodeMainWidget, QWidget):
         for w in (self.state_label, self.progress, self.message, self.thumb):
             w.hide()
         self.state = None
+
+    def add_params(self, widget: QWidget):
+        """Put the editors of the node's main parameters below its id line."""
+        self.layout().insertWidget(1, widget)
+        self.param_editors = widget
 
     def set_node_id(self, node_id: str):
         """Show the node's id."""
@@ -151,6 +160,7 @@ class StarloomNodeGUI(NodeGUI):
     def __init__(self, params):
         super().__init__(params)
         del self.actions["hide unconnected ports"]
+        hide_node_internals(self)
         for name, port in self.node.starloom_outputs.items():
             if any(t in IMAGE_TYPES for t in port.types):
                 self.actions[f"view {name}"] = {"method": self.view_output, "data": name}
@@ -158,6 +168,9 @@ class StarloomNodeGUI(NodeGUI):
 
     def initialized(self):
         self.item.main_widget.set_node_id(self.node.starloom_spec.id)
+        drop_collapse_button(self.item)
+        self.port_dots = add_port_dots(self.item, self.node.starloom_inputs,
+                                       self.node.starloom_outputs)
         # Ryven leaves the item's animator without a parent: it outlives the item and then
         # writes colours into a deleted item. Tie it to the item.
         self.item.animator.animation.setParent(self.item.animator)
@@ -211,7 +224,7 @@ def ryven_node_class(node_cls=None, *, type_id: str | None = None, inputs=None, 
         type_id, category = node_cls.type_id, node_cls.category or "other"
         title = node_cls.title or type_id
         ins, outs = dict(node_cls.inputs), dict(node_cls.outputs)
-        help_text = " ".join((node_cls.description or "").split())
+        help_text = plain_description(node_cls.description)
         color = CATEGORY_COLORS.get(category, "#5b6b7a")
     else:
         category, title = "unknown", f"Unknown: {type_id}"

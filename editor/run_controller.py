@@ -202,8 +202,9 @@ class RunController(QObject):
             for out in self.mirror.node(node_id).outputs:
                 if out.label_str in values:
                     show_value(out, describe(values[out.label_str]))
-        if preview is not None:
-            self.mirror.body(node_id).set_thumbnail(preview)
+        body = self.mirror.body(node_id)
+        if preview is not None or not body.thumb.isHidden():
+            body.set_thumbnail(preview)
             self.mirror.relayout(node_id)
 
     def _on_finished(self, token: int, result: RunResult):
@@ -226,6 +227,16 @@ class RunController(QObject):
             self.states.pop(node_id, None)
         else:
             self.states[node_id] = state
+        if state not in ("done", "cached"):
+            # A thumbnail (and the viewer) shows only the result of the state the node is in:
+            # nothing while it is pending or running, or after it failed or was cancelled.
+            self.outputs.pop(node_id, None)
+            body = self.mirror.body(node_id)
+            if not body.thumb.isHidden():
+                body.set_thumbnail(None)
+                self.mirror.show_state(node_id, state, detail, done, total)
+                self.mirror.relayout(node_id)
+                return
         self.mirror.show_state(node_id, state, detail, done, total)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from qtpy.QtGui import QKeySequence
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtGui import QCursor, QKeySequence
 from qtpy.QtWidgets import QShortcut
 from ryvencore_qt.src.flows.connections.ConnectionItem import ConnectionItem
 from ryvencore_qt.src.flows.FlowCommands import (MoveComponents_Command, PlaceNode_Command,
@@ -87,3 +88,143 @@ def route_connection_requests(view, flow, request: Callable[[object, object], No
             flow.connection_request_valid.emit(False)
 
     view.check_connection_validity_request.connect(check)
+
+
+def route_place_requests(view, open_palette: Callable, wire_dragged: Callable = None):
+    """Open Starloom's node palette wherever Ryven would open its node list, and also on a
+    double-click or Tab on the empty canvas.
+
+    Ryven's list (a proxy widget in the scene) crashed after filtering and placed the wrong
+    node type (issue 12), so it is never shown.
+
+    Parameters
+    ----------
+    view : FlowView
+    open_palette : callable
+        ``open_palette(view_pos, port)``: ``view_pos`` a viewport QPoint, ``port`` the Ryven
+        port a wire was dragged from (a right-click or Shift+P give None).
+    wire_dragged : callable, optional
+        ``wire_dragged(port)``: a wire is being dragged from the Ryven ``port``; None when it
+        is dropped.
+    """
+    view._node_list_widget_proxy.hide()
+
+    def show_place_node_widget(pos, nodes=None):
+        pin = view._auto_connection_pin
+        # Ryven would auto-connect the next node it adds to this pin; the editor connects it
+        # through the document instead.
+        view._auto_connection_pin = None
+        open_palette(pos, pin.port if pin is not None else None)
+
+    view.show_place_node_widget = show_place_node_widget
+    view._canvas_requests = _CanvasRequests(view, open_palette, wire_dragged)  # kept alive
+
+
+def hide_node_internals(gui):
+    """Remove what Ryven adds to every node that means nothing in Starloom: the collapse arrow
+    in the title bar (a click on a short title hit it) and the "update shape" action."""
+    gui.actions.pop("update shape", None)
+
+
+def drop_collapse_button(item):
+    """Take the collapse arrow out of a node item's title bar, now and whenever Ryven rebuilds
+    the item's layout (it makes a new arrow each time the item changes shape)."""
+    widget = item.widget
+    build = widget.setup_layout
+
+    def setup_layout():
+        layout = build()
+        _drop_arrow(widget)
+        return layout
+
+    widget.setup_layout = setup_layout
+    _drop_arrow(widget)
+
+
+def _drop_arrow(widget):
+    button = widget.collapse_button
+    if button is not None and widget.header_layout is not None:
+        widget.header_layout.removeItem(button)
+        button.hide()
+        button.setEnabled(False)
+
+
+class _CanvasRequests(QObject):
+    """Event filter of a flow view: double-click on empty canvas, or Tab, asks for the palette
+    at the mouse (Tab) or the click."""
+
+    def __init__(self, view, open_palette: Callable, wire_dragged: Callable | None):
+        super().__init__(view)
+        self.view, self.open_palette, self.wire_dragged = view, open_palette, wire_dragged
+        self.dragging = False
+        view.installEventFilter(self)
+        view.viewport().installEventFilter(self)
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt naming)
+        kind = event.type()
+        if kind in (QEvent.MouseMove, QEvent.MouseButtonRelease) and self.wire_dragged:
+            self._follow_wire(kind == QEvent.MouseMove)
+        if kind == QEvent.MouseButtonDblClick and obj is self.view.viewport():
+            if event.button() == Qt.LeftButton and self.view.itemAt(event.pos()) is None:
+                self.open_palette(event.pos(), None)
+                return True
+        elif kind == QEvent.KeyPress and event.key() == Qt.Key_Tab and \
+                not event.modifiers() & ~Qt.KeypadModifier:
+            # Tab would move the keyboard focus away from the canvas; here it adds a node at
+            # the mouse, or at the view's centre if the mouse is elsewhere.
+            vp = self.view.viewport()
+            pos = vp.mapFromGlobal(QCursor.pos())
+            if not vp.rect().contains(pos):
+                pos = vp.rect().center()
+            self.open_palette(pos, None)
+            return True
+        return False
+
+    def _follow_wire(self, moving: bool):
+        dragging = moving and self.view._dragging_connection and \
+            self.view._selected_pin is not None
+        if dragging != self.dragging:
+            self.dragging = dragging
+            self.wire_dragged(self.view._selected_pin.port if dragging else None)
+
+
+def route_file_drops(view, open_file: Callable[[str], None]):
+    """Call ``open_file(path)`` for a file dropped on the canvas (Ryven's view only takes its
+    own node-list drags)."""
+    view._file_drops = _FileDrops(view, open_file)  # kept alive with the view
+
+
+class _FileDrops(QObject):
+    def __init__(self, view, open_file: Callable[[str], None]):
+        super().__init__(view)
+        self.open_file = open_file
+        view.viewport().setAcceptDrops(True)  # Qt delivers drops only to widgets taking them
+        view.viewport().installEventFilter(self)
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt naming)
+        kind = event.type()
+        if kind in (QEvent.DragEnter, QEvent.DragMove, QEvent.Drop):
+            urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+            if not urls:
+                return False
+            event.acceptProposedAction()
+            if kind == QEvent.Drop:
+                self.open_file(urls[0].toLocalFile())
+            return True
+        return False
+
+
+def fit_view(view, rect, max_scale: float = 1.0, min_scale: float = 0.15):
+    """Zoom and scroll the view to show the scene rectangle ``rect`` whole (never zoomed in
+    beyond ``max_scale``), keeping Ryven's own zoom bookkeeping (used by its wheel zoom and
+    pop-ups) in step."""
+    vp = view.viewport()
+    if rect.isEmpty() or vp.width() < 2 or vp.height() < 2:
+        return
+    scale = min(vp.width() / rect.width(), vp.height() / rect.height(), max_scale)
+    scale = max(scale, min_scale)
+    view.resetTransform()
+    view.scale(scale, scale)
+    view._current_scale = scale
+    view._total_scale_div = 1 / scale
+    view.centerOn(rect.center())

@@ -17,7 +17,8 @@ from pathlib import Path
 
 
 def write_screenshot(out, graph=None, select: str | None = "stack", params=None, cache_dir=None,
-                     runs_dir=None, size=(1800, 1000), timeout: float = 300) -> Path:
+                     runs_dir=None, size=(1800, 1000), timeout: float = 300,
+                     shot: str = "editor") -> Path:
     """Open ``graph`` in an editor window, run it, select a node and save the window as PNG.
 
     Parameters
@@ -36,6 +37,10 @@ def write_screenshot(out, graph=None, select: str | None = "stack", params=None,
         Window size, pixels.
     timeout : float
         Seconds to wait for the run.
+    shot : {"editor", "palette", "viewer"}
+        The window; the window with the node palette open and searched; or the image viewer of
+        the selected node's output (zoomed, its histogram set), beside the first frame of the
+        node feeding it.
 
     Returns
     -------
@@ -84,14 +89,47 @@ def write_screenshot(out, graph=None, select: str | None = "stack", params=None,
         view.resetTransform()
         view.scale(scale, scale)
         view.centerOn(rect.center())
-        timer.start(200)  # let the window paint
+        shown = {"editor": lambda w: w, "palette": _palette_in_use,
+                 "viewer": lambda w: _viewer_in_use(w, select)}[shot](window)
+        timer.start(300)  # let the window paint
         loop.exec()
         timer.stop()
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        window.grab().save(str(out))
+        shown.grab().save(str(out))
+        if shown is not window:
+            shown.close()
         window.close()
     return out
+
+
+def _palette_in_use(window):
+    """The window with the node palette opened by a wire dragged from the stack's output and
+    searched for "png"."""
+    from qtpy.QtCore import QPoint
+    ed = window.editor
+    item = ed.item("stack") if "stack" in ed.node_ids() else None
+    port = ed.node("stack").outputs[0] if item is not None else None
+    at = ed.view.mapFromScene(item.sceneBoundingRect().bottomRight()) + QPoint(30, 20) \
+        if item is not None else QPoint(300, 200)
+    ed.open_palette(at, port)
+    ed.palette.search.setText("png")
+    return window
+
+
+def _viewer_in_use(window, node_id):
+    """A viewer of the node's image output, zoomed in, with its black and white points set,
+    beside the first frame of the node feeding it."""
+    ed = window.editor
+    feeding = next((e.source[0] for e in ed.doc.edges if e.target[0] == node_id), None)
+    viewer = window.compare_outputs(node_id, feeding) if feeding else None
+    viewer = viewer or window.view_output(node_id)
+    viewer.resize(1500, 800)
+    viewer.set_stretch("asinh")
+    viewer.set_levels(0.05, 0.85)
+    viewer.zoom(1.6)
+    viewer.readout.setText(viewer.readout_at(300, 200))
+    return viewer
 
 
 if __name__ == "__main__":
@@ -103,7 +141,8 @@ if __name__ == "__main__":
     ap.add_argument("--graph")
     ap.add_argument("--select", default="stack")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--shot", choices=("editor", "palette", "viewer"), default="editor")
     a = ap.parse_args()
     values = dict(p.split("=", 1) for p in a.param)
     values = {k: str(Path(v).resolve()) if Path(v).exists() else v for k, v in values.items()}
-    print(write_screenshot(a.out, a.graph, a.select, values))
+    print(write_screenshot(a.out, a.graph, a.select, values, shot=a.shot))

@@ -2,7 +2,8 @@
 
 Layout of the store (default: the user's cache folder, ``platformdirs.user_cache_dir``)::
 
-    objects/<k[:2]>/<key>/manifest.json   key pre-image, timings, library versions, diagnostics
+    objects/<k[:2]>/<key>/manifest.json   key pre-image, timings, library versions, diagnostics,
+                                          checksums of every file (see cache_integrity)
                           <port>.fits     Image (CCDData with mask and uncertainty); also each
                                           output frame of one frame of a per-frame node
                           <port>.ecsv     Table
@@ -10,53 +11,74 @@ Layout of the store (default: the user's cache folder, ``platformdirs.user_cache
                           <port>.series.json  FrameSeries (references to frame entries)
                           files/          files the node wrote into the run folder (outputs/,
                                           artifacts/), restored into a new run on a hit
+    objects/<k[:2]>/.<key>.<rand>/        an entry being written (an orphan if its run died)
     fingerprints.sqlite   file content hashes memoized by (path, size, mtime_ns)
+    locks/, holders/, gc.lock             per-key locks and the marks of entries in use
+                                          (:mod:`.cache_maintenance`)
     <name>/               node-private persistent folders (:meth:`Cache.scratch_dir`), e.g.
                           ``astrometry/`` for plate-solving index files
 
 Each entry is written into a temporary folder and renamed into place, so an interrupted run
 leaves only complete entries; the next run resumes from them. Values are stored as FITS, ECSV and
-JSON, never pickled.
+JSON, never pickled. Paths inside entries are relative to the store, so a moved or copied store
+keeps working. A damaged entry (a file truncated or altered, a manifest cut short) is a miss: the
+node is recomputed, the entry replaced, and a warning names the entry and its node.
 
 The interface the runtime uses, and nothing else reads or writes ``objects/``:
 
 - :meth:`Cache.lookup` -> :class:`Entry` or None: an entry's manifest, values, frames and files;
+- :meth:`Cache.claim`: the entry, or None while this process computes it (other processes wait);
 - :meth:`Cache.put`: store a node's output values;
 - :meth:`Cache.put_frame` / :meth:`Cache.put_rejected`: store one frame of a per-frame node
   (the cache names the files and builds the :class:`FrameRef` of each output frame);
-- :meth:`Cache.hash_file`, :meth:`Cache.scratch_dir`, :meth:`Cache.info`, :meth:`Cache.clear`.
+- :meth:`Cache.hash_file`, :meth:`Cache.scratch_dir`, :meth:`Cache.info`, :meth:`Cache.clear`,
+  :meth:`Cache.verify`, :meth:`Cache.gc`.
 
 Nothing is kept in memory: the runtime holds the values a run still needs and frees them after
 their last consumer; values needed later are loaded again from the entry.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
+import warnings
+from importlib.metadata import PackageNotFoundError, version as dist_version
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import numpy as np
 import platformdirs
 from astropy.nddata import CCDData
-from astropy.table import Table
 
 from starloom.astro import fits as fitsio
 from starloom.astro.fileio import copy_atomic
-from starloom.astro.frames import FrameRef, FrameSeries, as_header, sha256_json
+from starloom.astro.frames import FrameRef, FrameSeries, sha256_json
+
+from . import cache_maintenance as maintenance
+from .cache_integrity import (CacheError, CacheWarning, EntryDamaged, checksums, read_manifest,
+                              safe_relpath, verify_files, write_manifest)
+from .cache_values import load_value, ref_from_json, ref_to_json, store_value, value_key
+
+__all__ = ["Cache", "CacheError", "CacheWarning", "Entry", "KEY_VERSION", "code_identity",
+           "default_cache_dir", "node_key", "value_key"]
 
 # Bumped whenever the entry layout or what is stored under a key changes: old entries are simply
 # not found. 3: the runtime writes the HISTORY provenance of every image output; knob parameters
-# left the key.
-KEY_VERSION = 3
+# left the key. 4: checksums in the manifest, store-relative paths, the node's implementation
+# version and library versions in the key, write-time cards out of frame keys.
+KEY_VERSION = 4
 
 _SCRATCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Entries whose hashes this process has checked: (store, key) -> modification times of their
+# files then. Process-wide, so repeated runs (the editor's F5) do not read every entry again.
+_VERIFIED: dict[tuple[Path, str], dict] = {}
 
 
 def default_cache_dir() -> Path:
@@ -64,7 +86,7 @@ def default_cache_dir() -> Path:
 
 
 class Entry:
-    """One complete entry of the store: what a node, or one frame of a per-frame node, left.
+    """One complete, checked entry of the store: what a node, or one frame of one, left.
 
     Obtained from :meth:`Cache.lookup`; reading it never changes the store.
 
@@ -75,13 +97,15 @@ class Entry:
     manifest : dict
         The entry's ``manifest.json``: ``pre_image``, ``node``, ``seconds``, ``diagnostics``,
         ``port_keys`` (whole nodes), ``frame`` and ``frames`` or ``rejected`` (frame entries),
-        ``ports``, ``files``, ``libraries``, ``stored_at``.
+        ``ports``, ``files``, ``references`` (entries whose files its values point to),
+        ``checksums``, ``libraries``, ``stored_at``.
     """
 
-    def __init__(self, key: str, folder: Path, manifest: dict):
+    def __init__(self, key: str, folder: Path, manifest: dict, root: Path):
         self.key = key
         self.manifest = manifest
         self._dir = folder
+        self._root = root
 
     @property
     def diagnostics(self) -> dict:
@@ -98,17 +122,29 @@ class Entry:
         """Output frames of a per-frame entry, by port (None for a rejected frame)."""
         if self.rejected is not None or "frames" not in self.manifest:
             return None
-        return {p: FrameRef.from_json(d) for p, d in self.manifest["frames"].items()}
+        return {p: ref_from_json(d, self._root) for p, d in self.manifest["frames"].items()}
 
     def values(self) -> dict[str, Any]:
         """Load the output values by port (images and tables are read from disk)."""
-        return {port: _load_value(self._dir, port, kind)
+        return {port: load_value(self._dir, port, kind, self._root)
                 for port, kind in self.manifest["ports"].items()}
 
     def restore_files(self, run_dir: Path) -> dict[str, Path]:
-        """Copy the files the node wrote back into ``run_dir``; returns {run-relative path: path}."""
+        """Copy the files the node wrote back into ``run_dir``; returns {run-relative path: path}.
+
+        Raises
+        ------
+        CacheError
+            The manifest names a path outside the run directory (a tampered entry); nothing
+            is written.
+        """
+        files = self.manifest.get("files", [])
+        bad = [rel for rel in files if not safe_relpath(rel)]
+        if bad:
+            raise CacheError(f"cache entry {self._dir} names the file '{bad[0]}' outside the run "
+                             "directory; remove the entry (starloom cache verify --repair)")
         out = {}
-        for rel in self.manifest.get("files", []):
+        for rel in files:
             dst = Path(run_dir) / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             copy_atomic(self._dir / "files" / rel, dst)
@@ -123,24 +159,59 @@ class Cache:
     ----------
     root : path, optional
         Store folder (created on demand); default :func:`default_cache_dir`.
+    on_warning : callable(message, node), optional
+        Called for a damaged entry or fingerprint database (``node`` is the id of the entry's
+        node, or None); default: a :class:`CacheWarning`. A run sets it to emit a warning event.
+
+    Raises
+    ------
+    CacheError
+        The store folder cannot be created.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root else default_cache_dir()
+    def __init__(self, root: str | os.PathLike | None = None,
+                 on_warning: Callable[[str, str | None], None] | None = None):
+        self.root = Path(root).absolute() if root else default_cache_dir().absolute()
         self.objects = self.root / "objects"
-        self.objects.mkdir(parents=True, exist_ok=True)
+        try:
+            self.objects.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CacheError(f"cache folder {self.root}: cannot create it ({e.strerror}); "
+                             "choose another with --cache DIR or STARLOOM_CACHE") from None
+        self.on_warning = on_warning
         self._db = None
+        self._claims: dict[str, Any] = {}
+        self._mutex = threading.Lock()
+        self._uses = maintenance.Uses(self.root)
+
+    def warn(self, message: str, node: str | None = None) -> None:
+        """Report a problem the cache repairs by itself (see ``on_warning``)."""
+        if self.on_warning is not None:
+            self.on_warning(message, node)
+        else:
+            warnings.warn(message, CacheWarning, stacklevel=2)
+
+    def close(self) -> None:
+        """Release claims, the marks of entries in use and the fingerprint database."""
+        self.release_claims()
+        self._uses.close()
+        self.close_fingerprints()
 
     # --- file fingerprints -------------------------------------------------------------------
     def hash_file(self, path: str | os.PathLike) -> str:
-        """sha256 of a file's content, memoized by (absolute path, size, mtime_ns)."""
+        """sha256 of a file's content, memoized by (absolute path, size, mtime_ns).
+
+        A fingerprint database that is not SQLite (garbage, truncated) is recreated with a
+        warning: the memo only saves time, so losing it loses nothing else.
+        """
         p = os.path.abspath(path)
         st = os.stat(p)
-        if self._db is None:
-            self._db = sqlite3.connect(self.root / "fingerprints.sqlite", timeout=30)
-            self._db.execute("CREATE TABLE IF NOT EXISTS fp (path TEXT PRIMARY KEY, size INT, "
-                             "mtime_ns INT, sha256 TEXT)")
-        row = self._db.execute("SELECT size, mtime_ns, sha256 FROM fp WHERE path=?", (p,)).fetchone()
+        try:
+            row = self._fingerprints().execute(
+                "SELECT size, mtime_ns, sha256 FROM fp WHERE path=?", (p,)).fetchone()
+        except sqlite3.DatabaseError as e:
+            self._reset_fingerprints(e)
+            row = None
         if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
             return row[2]
         h = hashlib.sha256()
@@ -148,19 +219,55 @@ class Cache:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
         digest = h.hexdigest()
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO fp VALUES (?,?,?,?)",
-                             (p, st.st_size, st.st_mtime_ns, digest))
+        try:
+            with self._fingerprints() as db:
+                db.execute("INSERT OR REPLACE INTO fp VALUES (?,?,?,?)",
+                           (p, st.st_size, st.st_mtime_ns, digest))
+        except sqlite3.DatabaseError as e:
+            self._reset_fingerprints(e)
         return digest
+
+    def _fingerprints(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(self.root / maintenance.FINGERPRINTS, timeout=30,
+                                 check_same_thread=False)
+            try:
+                # A memo: losing the last rows to a power cut only costs re-hashing, so no fsync
+                # per file (it took ~20 ms a file, 1 s of a 50-frame stack; issue 13).
+                db.execute("PRAGMA synchronous=OFF")
+                db.execute("CREATE TABLE IF NOT EXISTS fp (path TEXT PRIMARY KEY, size INT, "
+                           "mtime_ns INT, sha256 TEXT)")
+            except sqlite3.DatabaseError:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def _reset_fingerprints(self, error: Exception) -> None:
+        if isinstance(error, sqlite3.OperationalError) and (
+                "locked" in str(error) or "busy" in str(error)):
+            return  # another process is writing it: skip the memo this once, keep the file
+        path = self.root / maintenance.FINGERPRINTS
+        self.warn(f"{path} is not a usable fingerprint database ({error}); recreating it "
+                  "(file hashes are computed again)")
+        self.close_fingerprints()
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+    def close_fingerprints(self) -> None:
+        """Close the fingerprint database (it reopens on the next :meth:`hash_file`)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def scratch_dir(self, name: str) -> Path:
         """A persistent folder ``<root>/<name>`` for one kind of node-private data (created).
 
         For data a node may reuse across runs but that is not a node output, e.g. plate-solving
-        index files built for a field. ``name`` is one plain folder name; ``objects`` is the
-        store's own.
+        index files built for a field. ``name`` is one plain folder name; ``objects`` and the
+        store's own folders are refused.
         """
-        if not _SCRATCH_NAME.fullmatch(name) or name == "objects":
+        if not _SCRATCH_NAME.fullmatch(name) or name in ("objects", "locks", "holders"):
             raise ValueError(f"cache folder name {name!r}: one plain folder name, not 'objects'")
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
@@ -171,13 +278,65 @@ class Cache:
         return self.objects / key[:2] / key
 
     def lookup(self, key: str) -> Entry | None:
-        """The complete entry stored under ``key``, or None."""
-        d = self._entry_dir(key)
+        """The complete, intact entry stored under ``key``, or None.
+
+        The key is first marked as used by this process (:func:`.cache_maintenance.gc` keeps
+        it). Sizes are checked every time, hashes on this object's first use of the entry, and
+        the entries its frames live in are checked with it. A damaged entry is removed, reported
+        through :meth:`warn` (naming the file and the node) and gives None, so the node is
+        recomputed.
+        """
         try:
-            manifest = json.loads((d / "manifest.json").read_text())
-        except FileNotFoundError:
+            return self._open(key, {key})
+        except EntryDamaged as e:
+            where = f"node '{e.node}'" if e.node else "an unknown node"
+            if e.frame:
+                where += f", frame '{e.frame}'"
+            self.warn(f"cache entry {key[:12]} ({where}) is damaged: {e}; it is recomputed "
+                      "and replaced", e.node)
             return None
-        return Entry(key, d, manifest)
+
+    def _open(self, key: str, seen: set[str]) -> Entry | None:
+        self._uses.mark(key)
+        folder = self._entry_dir(key)
+        try:
+            manifest = read_manifest(folder)
+            if manifest is None:
+                return None
+            signature = verify_files(folder, manifest, _VERIFIED.get((self.root, key)))
+        except EntryDamaged:
+            self.discard(key)
+            raise
+        for ref in manifest.get("references", []):
+            if ref in seen:
+                continue
+            seen.add(ref)
+            try:
+                found = self._open(ref, seen)
+            except EntryDamaged as e:
+                e.node, e.frame = manifest.get("node", e.node), manifest.get("frame", e.frame)
+                raise
+            if found is None:
+                damaged = EntryDamaged(folder, f"refers to entry {ref[:12]}, which is missing")
+                damaged.node, damaged.frame = manifest.get("node"), manifest.get("frame")
+                raise damaged
+        _VERIFIED[(self.root, key)] = signature
+        try:
+            os.utime(folder)  # last use, for gc's least-recently-used order
+        except OSError:
+            pass  # a read-only store still serves entries
+        return Entry(key, folder, manifest, self.root)
+
+    def discard(self, key: str) -> None:
+        """Remove the entry ``key`` (renamed away first, so no reader sees it half deleted)."""
+        folder = self._entry_dir(key)
+        aside = folder.with_name(f".{key}.{secrets.token_hex(4)}")
+        try:
+            os.replace(folder, aside)
+        except OSError:
+            return
+        shutil.rmtree(aside, ignore_errors=True)
+        _VERIFIED.pop((self.root, key), None)
 
     def get(self, key: str) -> dict[str, Any]:
         """Output values of the entry ``key`` by port (``lookup(key).values()``).
@@ -192,13 +351,50 @@ class Cache:
             raise KeyError(f"no cache entry {key}")
         return entry.values()
 
+    def claim(self, key: str, force: bool = False) -> Entry | None:
+        """The entry under ``key``, or None after taking the key's lock to compute it.
+
+        While one process holds a key (from a None here to :meth:`put` of that key, or
+        :meth:`release`), another claiming it waits and then gets the entry, instead of
+        computing the same result again. Callers hold one claim at a time per thread, so
+        processes never wait for each other in a circle.
+
+        Parameters
+        ----------
+        key : str
+        force : bool
+            Take the key even if an entry exists (the caller recomputes and replaces it).
+        """
+        lock = maintenance.key_lock(self.root, key)
+        lock.acquire()  # waits while another process computes this key
+        entry = None if force else self.lookup(key)
+        if entry is not None:
+            lock.release()
+            return entry
+        with self._mutex:
+            self._claims[key] = lock
+        return None
+
+    def release(self, key: str) -> None:
+        """Let go of a key taken by :meth:`claim` (no-op for a key not held)."""
+        with self._mutex:
+            lock = self._claims.pop(key, None)
+        if lock is not None:
+            lock.release()
+
+    def release_claims(self) -> None:
+        """Release every key this object holds (at the end of a run, also a failed one)."""
+        for key in list(self._claims):
+            self.release(key)
+
     def put(self, key: str, values: dict[str, Any], manifest: dict,
             files: dict[str, Path] | None = None) -> dict[str, Any]:
         """Store output values (and files the node wrote, by run-relative path) under ``key``.
 
-        Atomic: the entry is built in a temporary folder and renamed into place. In-memory
-        frames of a FrameSeries are written as FITS into the entry and the returned values
-        reference those files.
+        Atomic: the entry is built in a temporary folder and renamed into place, replacing an
+        existing (e.g. damaged, or forced) entry. In-memory frames of a FrameSeries are written
+        as FITS into the entry and the returned values reference those files. Releases the
+        key if :meth:`claim` took it.
 
         Parameters
         ----------
@@ -207,8 +403,8 @@ class Cache:
         values : dict
             Output values by port.
         manifest : dict
-            JSON-able description stored as ``manifest.json`` (``ports``, ``files``, ``key`` and
-            ``stored_at`` are added).
+            JSON-able description stored as ``manifest.json`` (``ports``, ``files``,
+            ``references``, ``checksums``, ``key`` and ``stored_at`` are added).
         files : dict of str to Path, optional
             Files the node wrote, by path relative to the run folder.
 
@@ -217,28 +413,53 @@ class Cache:
         dict
             The values as stored.
         """
+        try:
+            return self._put(key, values, manifest, files or {})
+        finally:
+            self.release(key)
+
+    def _put(self, key: str, values: dict, manifest: dict, files: dict) -> dict:
         final = self._entry_dir(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=final.parent))
+        self._uses.mark(key)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
         try:
-            ports, stored = {}, {}
+            ports, stored, refs = {}, {}, set()
             for port, value in values.items():
-                ports[port], stored[port] = _store_value(tmp, final, port, value)
-            for rel, f in (files or {}).items():
+                ports[port], stored[port] = store_value(tmp, final, port, value)
+                if isinstance(stored[port], FrameSeries):
+                    refs.update(self._entry_of(r.path) for r in stored[port].refs)
+            for rel, f in files.items():
+                if not safe_relpath(rel):
+                    raise CacheError(f"file '{rel}' of node '{manifest.get('node')}' is not "
+                                     "a plain path inside the run directory")
                 (tmp / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, tmp / "files" / rel)
-            manifest = dict(manifest, key=key, ports=ports, files=sorted(files or {}),
+            refs.discard(None)
+            refs.discard(key)
+            manifest = dict(manifest, key=key, ports=ports, files=sorted(files),
+                            references=sorted(refs), checksums=checksums(tmp),
                             stored_at=time.time())
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                # Another run stored the same key first: its entry is equally valid.
-                shutil.rmtree(tmp, ignore_errors=True)
+            if "frames" in manifest:
+                manifest["frames"] = {p: ref_to_json(r, self.root)
+                                      for p, r in manifest["frames"].items()}
+            write_manifest(tmp, manifest)
+            _install(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        _VERIFIED.pop((self.root, key), None)  # hashed on first lookup: cheap next to writing
         return stored
+
+    def _entry_of(self, path: str | None) -> str | None:
+        """Key of the entry holding the file ``path``, or None for a file outside the store."""
+        if path is None:
+            return None
+        try:
+            rel = Path(path).relative_to(self.objects)
+        except ValueError:
+            return None
+        return rel.parts[1] if len(rel.parts) > 2 else None
 
     def put_frame(self, key: str, frames: dict[str, CCDData], manifest: dict,
                   files: dict[str, Path] | None = None, *, name: str,
@@ -268,8 +489,7 @@ class Cache:
                             path=str(self._entry_dir(key) / f"{p}.fits"),
                             meta={**fitsio.frame_metadata(ccd.header), **(meta or {})})
                 for p, ccd in frames.items()}
-        self.put(key, frames, dict(manifest, frames={p: r.to_json() for p, r in refs.items()}),
-                 files)
+        self.put(key, frames, dict(manifest, frames=refs), files)
         return refs
 
     def put_rejected(self, key: str, reason: str, manifest: dict,
@@ -277,100 +497,75 @@ class Cache:
         """Remember that a per-frame node rejected one frame (``lookup(key).rejected``)."""
         self.put(key, {}, dict(manifest, rejected=reason), files)
 
-    # --- maintenance -------------------------------------------------------------------------
+    # --- maintenance (cache_maintenance) -----------------------------------------------------
     def info(self) -> dict:
-        """Store folder, number of entries and their total size in bytes."""
-        n = size = 0
-        for d in self.objects.glob("*/*"):
-            if (d / "manifest.json").is_file():
-                n += 1
-                size += sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-        return {"path": str(self.root), "entries": n, "bytes": size}
+        """Store folder, entries, their total size in bytes, orphans and their size."""
+        return maintenance.info(self)
 
     def clear(self) -> int:
-        """Remove every entry; returns how many there were."""
-        n = self.info()["entries"]
-        shutil.rmtree(self.objects, ignore_errors=True)
-        self.objects.mkdir(parents=True, exist_ok=True)
-        return n
+        """Remove every entry, orphan and the fingerprint database; returns the entries."""
+        return maintenance.clear(self)
+
+    def verify(self, repair: bool = False) -> list[tuple[str, str]]:
+        """Check every entry's files (see :func:`.cache_maintenance.verify`)."""
+        return maintenance.verify(self, repair)
+
+    def gc(self, max_bytes: int | None = None, older_than: float | None = None) -> dict:
+        """Remove least recently used entries (see :func:`.cache_maintenance.gc`)."""
+        return maintenance.gc(self, max_bytes, older_than)
 
 
-def node_key(type_id: str, version: int, params: dict, inputs: dict, extra: Any = None) -> tuple[str, dict]:
-    """Cache key and its pre-image: sha256 of canonical JSON of type, version, params, inputs."""
+def _install(tmp: Path, final: Path) -> None:
+    """Rename the finished entry ``tmp`` to ``final``, replacing an entry already there."""
+    try:
+        os.replace(tmp, final)
+        return
+    except OSError:
+        pass  # ``final`` exists (damaged, forced, or stored by another run meanwhile)
+    aside = final.with_name(f".{final.name}.{secrets.token_hex(4)}")
+    try:
+        os.replace(final, aside)
+    except FileNotFoundError:
+        pass
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        # Another run stored the same key in between: its entry is equally valid.
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _library_version(name: str) -> str | None:
+    try:
+        return dist_version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def code_identity(node_cls) -> dict:
+    """What identifies a node type's code in its cache key.
+
+    ``implementation`` (bumped by the node's author whenever its output changes, see
+    :class:`~.node.Node`) and the installed version of each library in ``libraries``.
+    """
+    names = sorted(getattr(node_cls, "libraries", ()))
+    return {"implementation": getattr(node_cls, "implementation", 1),
+            "libraries": {n: _library_version(n) for n in names}}
+
+
+def node_key(type_id: str, version: int, params: dict, inputs: dict, extra: Any = None,
+             code: dict | None = None) -> tuple[str, dict]:
+    """Cache key and its pre-image: sha256 of canonical JSON of type, version, params, inputs.
+
+    ``extra`` is the node's :meth:`~.node.Node.fingerprint`, ``code`` its
+    :func:`code_identity`.
+    """
     pre = {"key_version": KEY_VERSION, "type": type_id, "version": version, "params": params,
            "inputs": inputs}
     if extra is not None:
         pre["fingerprint"] = extra
+    if code is not None:
+        pre["code"] = code
     return sha256_json(pre), pre
 
-
-def value_key(value: Any) -> str | dict:
-    """Content key of an output value: what it contributes to downstream cache keys.
-
-    Keys of outputs come from their content, not from how they were made, so a node that is
-    re-run (because an input changed) but gives the same result leaves everything downstream
-    cached, e.g. the reference frame when a light is added to the series.
-    """
-    if isinstance(value, FrameSeries):
-        # Listed frame by frame so a manifest diff shows which frames changed.
-        return {"series": [r.key for r in value.refs]}
-    h = hashlib.sha256()
-    if isinstance(value, CCDData):
-        for arr in (value.data, value.mask,
-                    None if value.uncertainty is None else value.uncertainty.array):
-            if arr is not None:
-                h.update(str(arr.dtype).encode() + str(arr.shape).encode())
-                h.update(np.ascontiguousarray(arr).tobytes())
-        header = as_header(value.header).copy()
-        header.remove("DATE", ignore_missing=True)
-        h.update(header.tostring().encode())
-        if value.wcs is not None:
-            h.update(value.wcs.to_header_string(relax=True).encode())
-        h.update(str(value.unit).encode())
-    elif isinstance(value, Table):
-        import io
-        buf = io.StringIO()
-        value.write(buf, format="ascii.ecsv")
-        h.update(buf.getvalue().encode())
-    elif isinstance(value, np.ndarray):
-        h.update(json.dumps(value.tolist()).encode())
-    else:
-        h.update(json.dumps(value, sort_keys=True, default=str).encode())
-    return h.hexdigest()
-
-
-def _store_value(tmp: Path, final: Path, port: str, value: Any) -> tuple[str, Any]:
-    if isinstance(value, CCDData):
-        fitsio.write_frame(value, tmp / f"{port}.fits")
-        return "image", value
-    if isinstance(value, FrameSeries):
-        refs = []
-        for i, r in enumerate(value.refs):
-            if r.data is not None:
-                name = f"{port}-{i:05d}.fits"
-                fitsio.write_frame(r.data, tmp / name)
-                r = FrameRef(key=r.key, name=r.name, path=str(final / name),
-                             header_updates=r.header_updates, meta=r.meta)
-            refs.append(r)
-        (tmp / f"{port}.series.json").write_text(json.dumps([r.to_json() for r in refs]))
-        return "series", FrameSeries(refs)
-    if isinstance(value, Table):
-        value.write(tmp / f"{port}.ecsv", format="ascii.ecsv")
-        return "table", value
-    if isinstance(value, np.ndarray):
-        (tmp / f"{port}.json").write_text(json.dumps(value.tolist()))
-        return "array", value
-    (tmp / f"{port}.json").write_text(json.dumps(value))
-    return "json", value
-
-
-def _load_value(d: Path, port: str, kind: str) -> Any:
-    if kind == "image":
-        return fitsio.read_frame(d / f"{port}.fits")
-    if kind == "series":
-        return FrameSeries([FrameRef.from_json(x)
-                            for x in json.loads((d / f"{port}.series.json").read_text())])
-    if kind == "table":
-        return Table.read(d / f"{port}.ecsv", format="ascii.ecsv")
-    value = json.loads((d / f"{port}.json").read_text())
-    return np.array(value) if kind == "array" else value

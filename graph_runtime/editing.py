@@ -18,8 +18,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Iterator
 
+from starloom.astro.fileio import atomic_write
 from starloom.serialization import (EdgeSpec, GraphDocument, GraphParameter, NodeSpec, UI,
-                                    load_graph, save_graph)
+                                    load_graph)
+from starloom.serialization.text_style import CANONICAL, format_graph, text_style
 
 from .edit_rules import UNKNOWN_PORT, EditRefused, GraphRules
 from .graph import created_with
@@ -58,13 +60,20 @@ class EditableGraph(GraphRules):
         self.replace(doc if doc is not None else GraphDocument())
 
     # --- the document ------------------------------------------------------------------------
-    def replace(self, doc: GraphDocument):
+    def replace(self, doc: GraphDocument, source: bytes | None = None):
         """Edit ``doc`` from now on: clear undo and redo, count it as saved, announce
         DOCUMENT_REPLACED.
 
+        ``source`` is the file's content ``doc`` was read from: saved unedited, it is written
+        back byte for byte; edited, in its layout (see :mod:`starloom.serialization.text_style`).
         The ports of nodes whose type is not installed are taken from the document's edges.
         """
-        self._doc = doc
+        self._doc, self._source, self._style = doc, source, CANONICAL
+        if source is not None:
+            try:
+                self._style = text_style(source.decode("utf-8-sig"))
+            except ValueError:  # not plain JSON text after all: write it canonically
+                self._style = CANONICAL
         self._history.clear()
         self._saved = doc.to_json()
         self._read_unknown_ports()
@@ -73,7 +82,8 @@ class EditableGraph(GraphRules):
 
     def load(self, path) -> None:
         """Read a graph file and edit it (raises ``GraphFileError`` if it cannot be read)."""
-        self.replace(load_graph(path))
+        doc = load_graph(path)
+        self.replace(doc, Path(path).read_bytes())
 
     @property
     def modified(self) -> bool:
@@ -84,17 +94,20 @@ class EditableGraph(GraphRules):
         """Write the document to ``path`` and count it as saved (announces SAVED).
 
         An edited document first records the Starloom and node-type versions it is written
-        with (``metadata.created_with``, not undoable); an unedited one is written unchanged, so
-        opening and saving a graph gives the same text every time.
+        with (``metadata.created_with``, not undoable) and is laid out as its file was; an
+        unedited one is written back byte for byte. The file keeps its permission bits.
 
         Raises
         ------
         OSError
             If the file cannot be written.
         """
-        if self.modified:
-            self._doc.metadata.created_with = created_with(self._doc, self.registry)
-        path = save_graph(self._doc, path)
+        if self.modified or self._source is None:
+            if self.modified:
+                self._doc.metadata.created_with = created_with(self._doc, self.registry)
+            self._source = format_graph(self._doc, self._style).encode("utf-8")
+        with atomic_write(path, "wb") as f:
+            f.write(self._source)
         self._saved = self._doc.to_json()
         self._history.seal()
         self._emit(ChangeKind.SAVED)

@@ -44,9 +44,15 @@ class Port:
 
 
 class Params(BaseModel):
-    """Base of every node's parameter model: unknown names are refused, values validated on set."""
+    """Base of every node's parameter model: unknown names are refused, values validated on set.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Non-finite numbers (``Infinity``, ``NaN``, ``"inf"``) are refused for every float parameter:
+    no built-in computation means anything by them, and deep in a library they end in an error
+    that names no parameter. A node whose parameter gives them a meaning allows them for that
+    field, ``Field(..., allow_inf_nan=True)`` (or for its whole model in its ``model_config``).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def _path_field(**kw):
@@ -65,13 +71,19 @@ def PathParam(default: Any = ..., **kw):
 
 def _to_unit(unit: u.UnitBase):
     def convert(v):
-        if isinstance(v, u.Quantity):
-            return float(v.to_value(unit))
-        if isinstance(v, str):
-            try:
-                return float(v)
-            except ValueError:
-                return float(u.Quantity(v).to_value(unit))
+        # pydantic reports only ValueError (and AssertionError) as a validation error; astropy
+        # raises TypeError for text that is no quantity, so every failure becomes a ValueError.
+        try:
+            if isinstance(v, u.Quantity):
+                return float(v.to_value(unit))
+            if isinstance(v, str):
+                try:
+                    return float(v)
+                except ValueError:
+                    return float(u.Quantity(v).to_value(unit))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"expected a number in {unit} or a quantity such as "
+                             f"'2 {unit}': {e}") from None
         return v
     return convert
 
@@ -157,6 +169,15 @@ class Node:
         Dotted id, ``category.name`` (e.g. ``calibration.master_bias``).
     version : int
         Version of the ``Params`` shape; bump it and extend :meth:`upgrade` when it changes.
+    implementation : int
+        Version of what ``run`` computes, part of the cache key. **Bump it whenever a change to
+        the node or the library functions it calls can change its output values** (a fix, a
+        new default inside the method, a different rounding), so caches built before the
+        change are not served; refactorings that keep every output bit-identical keep it.
+    libraries : tuple of str
+        Distributions (PyPI names) whose code computes the result, e.g.
+        ``("ccdproc", "astropy")``: their installed versions are part of the cache key, so an
+        upgrade recomputes the node.
     title, category, description : str
         Human name, editor grouping, one-paragraph help.
     Params : type[Params]
@@ -176,6 +197,8 @@ class Node:
 
     type_id: ClassVar[str]
     version: ClassVar[int] = 1
+    implementation: ClassVar[int] = 1
+    libraries: ClassVar[tuple[str, ...]] = ()
     title: ClassVar[str] = ""
     category: ClassVar[str] = ""
     description: ClassVar[str] = ""

@@ -1,4 +1,9 @@
-"""The HTML report of a run (``artifacts/report.html``): status, per-node timeline, images."""
+"""The HTML report of a run (``artifacts/report.html``): status, per-node timeline, images.
+
+The run writes it when it starts (status ``running``) and when it ends; ``starloom report``
+writes it again at any time, e.g. for a run that was killed, which then reads ``interrupted``
+(see :mod:`.runs`). A resumed run directory shows its last attempt and lists the earlier ones.
+"""
 from __future__ import annotations
 
 import html
@@ -8,6 +13,7 @@ from pathlib import Path
 from starloom.astro.fileio import write_text_atomic
 
 from .events import Event
+from .runs import count_attempts, last_attempt, read_events, read_status
 
 
 def _read_json(path: Path, default):
@@ -17,8 +23,16 @@ def _read_json(path: Path, default):
         return default
 
 
-def _node_states(graph: dict, events: list[dict]) -> dict[str, dict]:
-    """Each node's state, time, frame counts and messages, from the run's event log."""
+# Badge colour of each run status.
+_COLOURS = {"ok": "#2a7", "running": "#27a", "interrupted": "#d80", "cancelled": "#777"}
+
+
+def _node_states(graph: dict, events: list[dict], interrupted: bool = False) -> dict[str, dict]:
+    """Each node's state, time, frame counts and messages, from the last attempt's events.
+
+    A node still ``running`` when the run was interrupted is shown as ``interrupted``.
+    """
+    events = last_attempt(events)
     nodes: dict[str, dict] = {n["id"]: {"type": n["type"], "state": "pending", "seconds": "",
                                         "frames": 0, "cached_frames": 0, "message": "",
                                         "rejected": 0}
@@ -46,19 +60,38 @@ def _node_states(graph: dict, events: list[dict]) -> dict[str, dict]:
                 f"rejected {ev.get('frame')}: {ev.get('message', '')}"
         elif kind == Event.WARNING:
             n["message"] = (n["message"] + "\n" if n["message"] else "") + "warning: " + ev.get("message", "")
+    if interrupted:
+        for n in nodes.values():
+            if n["state"] == "running":
+                n["state"] = "interrupted"
     return nodes
+
+
+def _status_note(run_dir: Path, status: dict) -> str:
+    """What a running or interrupted run's reader should know, and earlier attempts."""
+    esc = html.escape
+    st = status.get("status")
+    note = ""
+    if st == "running":
+        note = (f"<p>Running since {esc(str(status.get('started')))} (pid {status.get('pid')} on "
+                f"{esc(str(status.get('host')))}). This page was written when the run started and "
+                f"is written again when it ends; <code>starloom runs</code> tells whether the "
+                f"process is still alive.</p>")
+    elif st == "interrupted":
+        note = (f"<p>The run did not finish. Finished nodes and frames are in the cache: "
+                f"<code>starloom resume {esc(str(run_dir))}</code> continues it.</p>")
+    n = count_attempts(run_dir)
+    if n:
+        note += f"<p><small>Resumed: {n} earlier attempt(s), see logs/attempts.jsonl.</small></p>"
+    return note
 
 
 def write_report(run_dir: Path) -> Path:
     """Write ``artifacts/report.html`` from the run directory's files; returns its path."""
-    status = _read_json(run_dir / "status.json", {})
+    status = read_status(run_dir)
     env = _read_json(run_dir / "environment.json", {})
     graph = _read_json(run_dir / "graph.json", {})
-    events = []
-    log = run_dir / "logs" / "run_events.jsonl"
-    if log.is_file():
-        events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    nodes = _node_states(graph, events)
+    nodes = _node_states(graph, read_events(run_dir), status.get("status") == "interrupted")
     esc = html.escape
     rows = "".join(
         f"<tr class='{esc(n['state'])}'><td>{esc(nid)}</td><td>{esc(n['type'])}</td>"
@@ -82,17 +115,17 @@ def write_report(run_dir: Path) -> Path:
 <style>
 body {{font-family: system-ui, sans-serif; margin: 2em; color: #222; background: #fafafa}}
 h1 span {{font-size: 0.6em; padding: 0.2em 0.6em; border-radius: 0.3em; color: white;
-          background: {'#2a7' if st == 'ok' else '#c33'}}}
+          background: {_COLOURS.get(st, '#c33')}}}
 table {{border-collapse: collapse}} td, th {{border: 1px solid #ccc; padding: 0.3em 0.7em}}
 tr.cached td:nth-child(3) {{color: #27a}} tr.done td:nth-child(3) {{color: #2a7}}
-tr.failed td {{background: #fdd}} .msg {{color: #c33; white-space: pre-wrap}}
+tr.failed td {{background: #fdd}} tr.interrupted td {{background: #fed}} .msg {{color: #c33; white-space: pre-wrap}}
 figure {{display: inline-block; margin: 0.5em}} img {{max-width: 420px; border: 1px solid #999}}
 small {{color: #666}}
 </style></head><body>
 <h1>{esc(graph.get('metadata', {}).get('name') or 'Starloom run')} <span>{esc(st)}</span></h1>
-<p>Run <code>{esc(run_dir.name)}</code>, {status.get('seconds', '?')} s;
+<p>Run <code>{esc(run_dir.name)}</code>{f", {status['seconds']} s" if 'seconds' in status else ''};
 {len(status.get('executed', []))} node(s) executed, {len(status.get('cached', []))} from cache.</p>
-{message}
+{message}{_status_note(run_dir, status)}
 <h2>Nodes</h2>
 <table><tr><th>node</th><th>type</th><th>state</th><th>seconds</th><th>frames</th><th>message</th></tr>
 {rows}</table>

@@ -4,8 +4,10 @@ A run directory holds::
 
     graph.json          the graph as run (after --param/--set, paths resolved)
     environment.json    versions of Python and the libraries, host, start and end
-    status.json         ok | failed | validation_failed | cancelled, failing node and message
-    outputs/            what save nodes wrote
+    status.json         running (pid, host, start; see :mod:`.runs`), then ok | failed |
+                        validation_failed | cancelled, failing node and message
+    outputs/            what save nodes wrote, moved in from .staging/<node_id>/ when the
+                        node succeeded (a failed node leaves nothing here)
     artifacts/          <node_id>.json diagnostics, plots, report.html
     logs/run_events.jsonl
 
@@ -39,13 +41,18 @@ from starloom.astro.errors import FrameRejected, StarloomError
 from starloom.astro.fileio import write_text_atomic
 from starloom.astro.frames import FrameRef, FrameSeries
 
-from .cache import Cache, node_key, value_key
+from .cache import Cache, code_identity, node_key, value_key
+from .embedded import starloom_version
 from .errors import Cancelled, NodeError
 from .events import Event
 from .executor import Executor, LocalExecutor
-from .graph import GraphValidationError, Plan, PlannedNode
+from .graph import Plan, PlannedNode
 from .node import key_params
 from .provenance import Notes, add_provenance
+from .runs import write_running
+
+#: Folder of the run directory where nodes write their outputs until they succeed.
+STAGING = ".staging"
 
 LIBRARIES = ("starloom", "numpy", "scipy", "astropy", "ccdproc", "astroalign", "photutils",
              "reproject", "pydantic", "matplotlib", "scikit-image")
@@ -95,18 +102,24 @@ class NodeContext:
         self.notes: Notes = []
 
     def output_path(self, filename: str) -> Path:
-        """Path in ``outputs/`` for a file this node writes (recorded so the cache restores it)."""
-        return self._file("outputs", filename)
+        """Path for a file this node writes into ``outputs/`` (recorded so the cache restores it).
+
+        The path is in the run's staging folder (``.staging/<node_id>/outputs/``): the runtime
+        moves the file into ``outputs/`` only when the node succeeds (and rewrites the node's
+        ``Path`` outputs naming it), so a failed or killed node leaves nothing half-written
+        there.
+        """
+        return self._file("outputs", filename, staged=True)
 
     def artifact_path(self, filename: str) -> Path:
         """Path in ``artifacts/<node_id>/`` for a plot or other diagnostic file."""
         return self._file(f"artifacts/{self.node_id}", filename)
 
-    def _file(self, folder: str, filename: str) -> Path:
+    def _file(self, folder: str, filename: str, staged: bool = False) -> Path:
         rel = Path(folder) / filename
         if Path(filename).is_absolute() or ".." in Path(filename).parts:
             raise NodeError(self.node_id, f"file name '{filename}' must stay inside {folder}/")
-        path = self._run.dir / rel
+        path = (self._run.staging(self.node_id) if staged else self._run.dir) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         self.files[rel.as_posix()] = path
         return path
@@ -143,6 +156,17 @@ class NodeContext:
         self._run.check_cancelled()
         self._run.emit(Event.PROGRESS, node=self.node_id, frame=self.frame, done=done,
                        total=total, log=False)
+
+    def graph_json(self) -> str | None:
+        """The graph as run (parameters given, paths resolved) as JSON text, with the running
+        Starloom version in ``metadata.created_with``: what save nodes embed in the images they
+        write (see :mod:`.embedded`). None outside :meth:`Run.execute`."""
+        doc = getattr(self._run, "plan_document", None)
+        if doc is None:
+            return None
+        doc = doc.model_copy(deep=True)
+        doc.metadata.created_with = {**doc.metadata.created_with, "starloom": starloom_version()}
+        return doc.to_json()
 
     def warn(self, message: str):
         """Record a warning in the diagnostics and show it (the node goes on)."""
@@ -203,12 +227,16 @@ class Run:
         Node ids to recompute even when cached.
     listeners : list of callable(event: dict)
         Called for every event (progress bars, the editor); see :class:`Event`.
+    graph_file : path, optional
+        The graph file run, recorded in ``environment.json`` (for ``starloom runs``).
     """
 
     def __init__(self, run_dir: str | os.PathLike, cache: Cache | None = None,
                  executor: Executor | None = None, force: set[str] = frozenset(),
-                 listeners: list[Callable[[dict], None]] = ()):
+                 listeners: list[Callable[[dict], None]] = (),
+                 graph_file: str | os.PathLike | None = None):
         self.dir = Path(run_dir)
+        self.graph_file = os.path.abspath(graph_file) if graph_file else None
         for sub in ("outputs", "artifacts", "logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self._tmp_cache = None
@@ -216,6 +244,8 @@ class Run:
             self._tmp_cache = tempfile.mkdtemp(prefix=".cache-", dir=self.dir)
             cache = Cache(self._tmp_cache)
         self.cache = cache
+        # Damaged entries and fingerprint databases are repaired by the cache and reported here.
+        cache.on_warning = self._cache_warning
         self.executor = executor or LocalExecutor()
         self.force = set(force)
         self.listeners = list(listeners)
@@ -277,10 +307,17 @@ class Run:
     def execute(self, plan: Plan) -> RunResult:
         """Run every node of ``plan`` in order; never raises for node failures (see status)."""
         _write_json(self.dir / "graph.json", plan.document.model_dump(mode="json", by_alias=True))
+        self.plan_document = plan.document  # for NodeContext.graph_json
         env = {"python": platform.python_version(), "platform": platform.platform(),
                "host": platform.node(), "libraries": library_versions(), "started": _now(),
-               "cache": str(self.cache.root)}
+               # None for --no-cache: its throwaway store is gone when the run ends.
+               "cache": None if self._tmp_cache else os.path.abspath(self.cache.root),
+               "graph_file": self.graph_file}
         _write_json(self.dir / "environment.json", env)
+        # Before any work, so a run killed without a word still says it was running.
+        running = write_running(self.dir, env["started"], self.graph_file)
+        from .report import write_report
+        write_report(self.dir)
         result = RunResult("ok", self.dir)
         self.emit(Event.RUN_STARTED, nodes=[n.spec.id for n in plan.nodes])
         t0 = time.perf_counter()
@@ -300,21 +337,50 @@ class Run:
         status = {"status": result.status, "node": result.failed_node, "message": result.error,
                   "seconds": round(time.perf_counter() - t0, 3), "executed": result.executed,
                   "cached": result.cached, "frames_computed": result.frames_computed,
-                  "frames_cached": result.frames_cached}
+                  "frames_cached": result.frames_cached, "started": running["started"],
+                  "finished": _now(), "host": running["host"], "pid": running["pid"]}
         _write_json(self.dir / "status.json", status)
         env["finished"] = _now()
         _write_json(self.dir / "environment.json", env)
         self.emit(Event.RUN_FINISHED, status=result.status, seconds=status["seconds"])
-        from .report import write_report
         write_report(self.dir)
         self.close()
         return result
 
     def close(self):
+        # Keys of nodes that failed or were cancelled: other processes waiting for them go on.
+        self.cache.release_claims()
         if not self._events.closed:
             self._events.close()
         if self._tmp_cache:
+            self.cache.close()
             shutil.rmtree(self._tmp_cache, ignore_errors=True)
+        # What is left staged belongs to nodes that failed or were interrupted.
+        shutil.rmtree(self.dir / STAGING, ignore_errors=True)
+
+    def staging(self, node_id: str) -> Path:
+        """Folder where ``node_id`` writes its outputs until it succeeds (see ``output_path``)."""
+        return self.dir / STAGING / node_id
+
+    def _publish(self, pn: PlannedNode, out: dict, files: dict[str, Path]):
+        """Move a succeeded node's staged files into place; its ``Path`` outputs follow them.
+
+        Returns the outputs and ``files`` with the final paths.
+        """
+        stage, moved, final = self.staging(pn.spec.id), {}, {}
+        for rel, path in files.items():
+            if path.is_relative_to(stage) and path.exists():
+                dst = self.dir / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dst)  # same file system: atomic, never a partial file
+                moved[str(path)], path = str(dst), dst
+            final[rel] = path
+        shutil.rmtree(stage, ignore_errors=True)
+        if moved:
+            out = {port: ",".join(moved.get(part, part) for part in v.split(","))
+                   if isinstance(v, str) and "Path" in pn.cls.outputs[port].types else v
+                   for port, v in out.items()}
+        return out, final
 
     def _walk(self, plan: Plan, result: RunResult):
         """Run the nodes in order, freeing each output after the last node that reads it."""
@@ -342,11 +408,12 @@ class Run:
         params_json = key_params(pn.params)
         try:
             fp = cls.fingerprint(pn.params, self.cache.hash_file)
-            key, pre = node_key(cls.type_id, cls.version, params_json, in_keys, fp)
-        except StarloomError as e:
+            key, pre = node_key(cls.type_id, cls.version, params_json, in_keys, fp,
+                                code_identity(cls))
+        except (StarloomError, OSError) as e:  # OSError: an input file it may not read
             self.emit(Event.NODE_FAILED, node=nid, message=str(e))
             raise NodeError(nid, str(e)) from e
-        entry = self.cache.lookup(key) if cls.cacheable and nid not in self.force else None
+        entry = self._claim(cls, nid, key)
         if entry is not None:
             entry.restore_files(self.dir)
             self._write_artifact(nid, entry.diagnostics)
@@ -371,6 +438,7 @@ class Run:
         except Exception as e:
             self._fail(nid, e)
         seconds = time.perf_counter() - t0
+        out, files = self._publish(pn, out, files)
         port_keys = {port: value_key(v) for port, v in out.items()}
         manifest = {"pre_image": pre, "node": nid, "seconds": seconds, "port_keys": port_keys,
                     "libraries": library_versions(), "diagnostics": diagnostics}
@@ -412,7 +480,7 @@ class Run:
         todo = []
         for i, ref in enumerate(series.refs):
             fkey, fpre = node_key(cls.type_id, cls.version, params_json,
-                                  {port: ref.key, **shared_keys}, fp)
+                                  {port: ref.key, **shared_keys}, fp, code_identity(cls))
             entry = None if nid in self.force else self.cache.lookup(fkey)
             if entry is None:
                 todo.append((i, ref, fkey, fpre))
@@ -430,8 +498,13 @@ class Run:
             i, ref = todo[j][0], todo[j][1]
             files.update(frame_files)
             collect(i, frames, diag)
-            result.frames_computed += 1
-            self.emit(Event.FRAME_COMPUTED, node=nid, frame=ref.name, seconds=round(seconds, 3))
+            if seconds is None:  # another process stored it while this one waited (_frame)
+                result.frames_cached += 1
+                self.emit(Event.FRAME_CACHED, node=nid, frame=ref.name)
+            else:
+                result.frames_computed += 1
+                self.emit(Event.FRAME_COMPUTED, node=nid, frame=ref.name,
+                          seconds=round(seconds, 3))
             self.emit(Event.PROGRESS, node=nid, done=n_done, total=len(todo), log=False)
         kept = {p: [r for r in rs if r is not None] for p, rs in refs.items()}
         if series.refs and not any(kept.values()):
@@ -440,9 +513,15 @@ class Run:
         return {p: FrameSeries(r) for p, r in kept.items()}, {"frames": diagnostics}, files
 
     def _frame(self, pn: PlannedNode, shared: dict, i: int, ref: FrameRef, fkey: str, fpre: dict):
-        """Compute and store one frame; returns (output refs or None, diagnostics, s, files)."""
+        """Compute and store one frame; returns (output refs or None, diagnostics, s, files).
+
+        ``s`` is None when another process stored the frame while this one waited for it.
+        """
         nid = pn.spec.id
         self.check_cancelled()
+        entry = self.cache.claim(fkey, force=nid in self.force)
+        if entry is not None:
+            return entry.frames, entry.diagnostics, None, entry.restore_files(self.dir)
         ctx = NodeContext(self, nid, frame=ref.name)
         manifest = {"pre_image": fpre, "node": nid, "frame": ref.name}
         t0 = time.perf_counter()
@@ -465,6 +544,17 @@ class Run:
             fkey, out, {**manifest, "seconds": seconds, "diagnostics": ctx.diagnostics},
             ctx.files, name=ref.name, meta={"path": ref.meta.get("path")})
         return frames, ctx.diagnostics, seconds, ctx.files
+
+    def _claim(self, cls, nid: str, key: str):
+        """The node's cache entry, or None to compute it (holding its key, see Cache.claim)."""
+        if not cls.cacheable:
+            return None
+        if cls.per_frame:  # its frames are claimed one at a time (_frame)
+            return None if nid in self.force else self.cache.lookup(key)
+        return self.cache.claim(key, force=nid in self.force)
+
+    def _cache_warning(self, message: str, node: str | None):
+        self.emit(Event.WARNING, node=node or "cache", message=message)
 
     def _write_artifact(self, nid: str, diagnostics: dict):
         if diagnostics:
@@ -489,10 +579,3 @@ def new_run_dir(parent: str | os.PathLike = "runs") -> Path:
     """``parent/<UTC timestamp>-<random>``: sortable and unique."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     return Path(parent) / f"{stamp}-{secrets.token_hex(3)}"
-
-
-def write_validation_failure(run_dir: Path, err: GraphValidationError):
-    """Leave a run directory that says why nothing ran."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "status.json", {"status": "validation_failed", "message": str(err),
-                                          "problems": [str(p) for p in err.problems]})

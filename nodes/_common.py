@@ -33,9 +33,24 @@ class CombineParams(Params):
     maxiters: ClipIterations = 5
 
     def combine(self, series: FrameSeries, ctx=None, **kw) -> CCDData:
+        if ctx is not None:
+            self.warn_few_frames(len(series), ctx)
         return series.reduce(self.method, rejection=self.rejection, sigma_low=self.sigma_low,
                              sigma_high=self.sigma_high, maxiters=self.maxiters,
                              progress=ctx.progress if ctx is not None else None, **kw)
+
+    def warn_few_frames(self, n: int, ctx) -> None:
+        """Warn when there are too few frames to combine or reject anything.
+
+        Rejection tells an outlier from the others' spread: with 2 values per pixel there is
+        no majority (sigma clipping around their median clips neither, min/max drops one of
+        the two without knowing which is wrong), so it needs at least 3 frames.
+        """
+        if n == 1:
+            ctx.warn("only 1 frame: nothing is combined or rejected; the result is that frame")
+        elif n == 2 and self.rejection != "none":
+            ctx.warn(f"only 2 frames: rejection '{self.rejection}' needs at least 3 frames to "
+                     f"reject outliers")
 
 
 def renamed_params(params: dict, names: dict[str, str | tuple[str, ...]],

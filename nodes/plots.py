@@ -11,6 +11,7 @@ from starloom.graph_runtime.node import Node, Params, Port
 
 class AnnotatedImage(Node):
     type_id = "plots.annotated_image"
+    libraries = ("astropy", "matplotlib")
     title = "Annotated sky image"
     category = "plots"
     description = """

@@ -12,6 +12,7 @@ from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
 class SimulateSession(Node):
     type_id = "simulate.session"
+    libraries = ("astropy", "numpy")
     title = "Simulate session"
     category = "simulate"
     description = """

@@ -6,13 +6,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 from starloom.astro.stacking import frame_statistics, noise_weights
-from starloom.graph_runtime.node import Node, Port
+from starloom.graph_runtime.node import Knob, Node, Port
 
 from ._common import CombineParams
 
 
 class Stack(Node):
     type_id = "stacking.combine"
+    libraries = ("astropy", "numpy")
     title = "Stack"
     category = "stacking"
     description = """
@@ -29,6 +30,12 @@ class Stack(Node):
             "additive", description="Match each frame's background (sigma-clipped median) to the first's")
         weights: Literal["none", "exposure", "noise"] = Field(
             "noise", description="Per-frame weights of the average: EXPTIME, or 1/sigma^2 of the background")
+        # A knob: every value gives bit-identical results (tests/test_combine.py), so it stays
+        # out of the cache key.
+        memory_limit: int = Knob(
+            128, ge=8, le=1 << 20,
+            description="MiB for the frames being combined (two bands of rows of every frame, "
+                        "half each); the output images come on top. Does not change the result")
 
     inputs = {"frames": Port("FrameSeries", "registered frames")}
     outputs = {"image": Port("Image", "stacked image")}
@@ -44,8 +51,11 @@ class Stack(Node):
             weights = np.array([r.meta.get("EXPTIME") or 1.0 for r in frames.refs], np.float64)
         elif params.weights == "noise":
             weights = noise_weights(std)
-        image = params.combine(frames, ctx, weights=weights,
-                               transform=lambda i, y0, y1, d: d - shift[i])
+        # no transform without normalization: frames are then read as stored (faster)
+        transform = (None if params.normalization == "none"
+                     else lambda i, y0, y1, d: d - shift[i])
+        image = params.combine(frames, ctx, weights=weights, transform=transform,
+                               band_bytes=params.memory_limit * 2**20 // 2)
         ctx.diagnostics.update(
             n_frames=n, frames=frames.names, background=med.tolist(), noise=std.tolist(),
             weights=None if weights is None else (weights / weights.sum()).tolist())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -31,7 +32,9 @@ class GraphFileError(StarloomError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Infinity and NaN are JSON extensions that Python reads but other tools do not, and a node
+    # placed at x=NaN cannot be drawn: the document refuses them.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class UI(_Model):
@@ -149,25 +152,68 @@ def migrate(raw: dict, source: str = "<graph>") -> dict:
             f"{source}: written with graph schema version {version}, but this Starloom reads up to "
             f"version {SCHEMA_VERSION}; upgrade Starloom to open it")
     while version < SCHEMA_VERSION:
-        raw = _MIGRATIONS[version](dict(raw))
+        try:
+            raw = _MIGRATIONS[version](dict(raw))
+        except Exception as e:  # a migration meets a malformed old document: name the file
+            raise GraphFileError(f"{source}: cannot migrate from graph schema version {version}: "
+                                 f"{_one_line(e)}") from None
         version += 1
         raw["schema_version"] = version
     return raw
 
 
+#: Deepest nesting of lists and objects a graph file may have. A real graph needs about 6; the
+#: limit keeps every later step (validation, copies, JSON output) far from Python's recursion
+#: limit whatever the file holds.
+MAX_DEPTH = 64
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (CLI errors are one line each)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _check_depth(raw: Any, source: str) -> None:
+    """Refuse documents nested deeper than :data:`MAX_DEPTH` (iteratively: no recursion)."""
+    stack = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = (value.values() if isinstance(value, dict)
+                    else value if isinstance(value, list) else ())
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > MAX_DEPTH:
+                    raise GraphFileError(f"{source}: nested more than {MAX_DEPTH} levels deep; "
+                                         f"not a Starloom graph file")
+                stack.append((child, depth + 1))
+
+
 def parse_graph(text: str, source: str = "<graph>") -> GraphDocument:
     """Parse and validate graph JSON text (after migration); see :func:`load_graph`."""
+    if not text.strip():
+        raise GraphFileError(f"{source}: empty file, not a Starloom graph")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise GraphFileError(f"{source}: not valid JSON: {e}") from None
+    except RecursionError:
+        # json's C scanner nests one C call per level: 200,000 '[' exhaust the stack.
+        raise GraphFileError(f"{source}: nested more than {MAX_DEPTH} levels deep; not a "
+                             f"Starloom graph file") from None
+    except ValueError as e:
+        # Python refuses integers of more than 4,300 digits (int_max_str_digits), a
+        # denial-of-service guard; no parameter needs one.
+        reason = (f"an integer longer than {sys.get_int_max_str_digits()} digits"
+                  if "digits" in str(e) else _one_line(e))
+        raise GraphFileError(f"{source}: not valid JSON: {reason}") from None
+    _check_depth(raw, source)
     raw = migrate(raw, source)
     try:
         return GraphDocument.model_validate(raw)
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise GraphFileError(f"{source}: invalid graph document: {problems}") from None
+        raise GraphFileError(f"{source}: invalid graph document: {_one_line(problems)}") from None
 
 
 def load_graph(path: str | os.PathLike) -> GraphDocument:
@@ -176,14 +222,22 @@ def load_graph(path: str | os.PathLike) -> GraphDocument:
     Raises
     ------
     GraphFileError
-        If the file is missing, not JSON, not a Starloom graph, from a newer schema, or invalid;
-        the message names the file and the key at fault.
+        If the file is missing or unreadable, not UTF-8, not JSON (or JSON nested more than
+        :data:`MAX_DEPTH` levels, or with an integer too long to read), not a Starloom graph,
+        from a newer schema, or invalid; the message is one line naming the file and the key
+        at fault.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise GraphFileError(f"{path}: cannot read graph file: {e.strerror or e}") from None
+    try:
+        # JSON is UTF-8 (RFC 8259); a byte-order mark, as some Windows editors write, is allowed.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise GraphFileError(f"{path}: not a UTF-8 text file (byte 0x{data[e.start]:02x} at "
+                             f"offset {e.start}); graph files are UTF-8 JSON") from None
     return parse_graph(text, str(path))
 
 

@@ -296,3 +296,37 @@ def test_errors():
         combine_arrays(frames, masks=[None, np.zeros((6, 4), bool), None])
     with pytest.raises(ValueError, match="nlow and nhigh"):
         combine_arrays(frames, rejection="minmax", nlow=-1)
+
+
+@pytest.mark.parametrize("rejection", ["none", "sigma_clip", "winsorized", "minmax"])
+@pytest.mark.parametrize("method", ["average", "median", "sum"])
+def test_bit_identical_for_every_memory_limit_and_thread_count(method, rejection, monkeypatch):
+    """The stack node's memory_limit is a cache-key-free knob: every band size, chunk size and
+    thread count must give the same bits (odd frame count and width, NaN, masks, weights)."""
+    frames = [f.astype(np.float32) for f in _stack(seed=13, n=9, shape=(23, 7))]
+    frames[4][3, 2] = np.nan
+    masks = [None] * 9
+    masks[6] = np.zeros((23, 7), bool)
+    masks[6][10:12, :] = True
+    kw = dict(method=method, rejection=rejection, weights=np.linspace(0.5, 2.0, 9), masks=masks,
+              maxiters=3)
+    ref = combine_arrays(frames, threads=1, **kw)
+    one_row = 9 * 7 * 4
+    for band_rows, chunk_rows, threads in ((1, 1, 2), (4, 2, 2), (23, 3, 3), (6, 6, 1)):
+        monkeypatch.setattr(combine_module, "_CHUNK_BYTES", chunk_rows * one_row)
+        res = combine_arrays(frames, band_bytes=band_rows * one_row, threads=threads, **kw)
+        for name in ("data", "mask", "uncertainty", "count"):
+            np.testing.assert_array_equal(getattr(res, name), getattr(ref, name),
+                                          err_msg=f"{name}, {band_rows}-row bands")
+
+
+def test_uint16_rows_equal_float_rows():
+    """read_band may return stored integers (the FITS reader's uint16): same result as float."""
+    rng = np.random.default_rng(14)
+    frames = [rng.integers(900, 1100, (12, 10)).astype(np.uint16) for _ in range(11)]
+    frames[3][4, 4] = 60000
+    as_int = combine_bands(lambda i, y0, y1: (frames[i][y0:y1], None), 11, (12, 10),
+                           rejection="sigma_clip")
+    as_float = combine_arrays([f.astype(np.float32) for f in frames], rejection="sigma_clip")
+    np.testing.assert_array_equal(as_int.data, as_float.data)
+    assert as_int.count[4, 4] == 10

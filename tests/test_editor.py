@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.nddata import CCDData
 
 if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -26,6 +27,7 @@ from starloom.cli import main as cli  # noqa: E402
 from starloom.graph_runtime.graph import created_with  # noqa: E402
 from starloom.graph_runtime.registry import default_registry  # noqa: E402
 from starloom.serialization import GraphDocument, load_graph, parse_graph  # noqa: E402
+from starloom.serialization.text_style import format_graph, text_style  # noqa: E402
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "example_graphs").glob("*.json"))
 DEMO = next(p for p in EXAMPLES if p.name == "demo.json")
@@ -86,15 +88,12 @@ def type_in(line_edit, text):
 
 
 def test_node_list_shows_every_registered_type_by_category(window):
-    tree = window.node_list.pack_tree.model().sourceModel()
-    shown = {}
-    for i in range(tree.rowCount()):
-        category = tree.item(i)
-        shown[category.text()] = {category.child(j).text() for j in range(category.rowCount())}
-    expected = {}
-    for cls in default_registry():
-        expected.setdefault(cls.category, set()).add(cls.title)
-    assert shown == expected
+    # Starloom's own palette in the dock (not Ryven's list): every type, grouped by category.
+    listed = window.node_list.types_listed()
+    reg = default_registry()
+    assert sorted(listed) == sorted(cls.type_id for cls in reg)
+    categories = [reg.get(t).category for t in listed]
+    assert categories == sorted(categories)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
@@ -111,7 +110,7 @@ def test_example_opens_legibly_and_saves_unchanged(window, tmp_path, path):
     for e in ed.doc.edges:  # left-to-right flow
         assert rects[e.source[0]].right() < rects[e.target[0]].left(), (e.from_, e.to)
     out = ed.save(tmp_path / path.name)
-    assert out.read_text() == load_graph(path).to_json()
+    assert out.read_bytes() == path.read_bytes()  # an unedited save is byte-identical
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
@@ -136,7 +135,14 @@ def test_parameter_changed_through_its_widget_is_saved(window, tmp_path, path):
     assert expected.metadata.created_with["nodes"][expected.node(nid).type] >= 1
     ed.save(tmp_path / path.name)
     assert load_graph(tmp_path / path.name) == expected
-    assert (tmp_path / path.name).read_text() == expected.to_json()
+    # The file's layout (one line per node) is kept.
+    assert (tmp_path / path.name).read_text() == format_graph(expected,
+                                                              text_style(path.read_text()))
+    # Undo back to the saved state clears the modified mark, in the title too.
+    field.input.setCurrentIndex(field.choices.index(old))
+    assert ed.modified and "*" in window.windowTitle()
+    ed.undo()
+    assert not ed.modified and "*" not in window.windowTitle()
 
 
 def test_invalid_value_is_refused_and_the_form_keeps_the_node_value(window):
@@ -244,11 +250,29 @@ def test_a_run_can_be_cancelled(window):
         if ev["event"] == "node_started" and ev["node"] == "master_dark":
             ed.cancel(wait=False)
 
+    assert run(window).status == "ok"
+    thumb = ed.item("stack").main_widget.thumb
+    assert not thumb.isHidden()
     ed.run_event.connect(cancel_early)
-    result = run(window)
+    result = run(window, force=set(ed.node_ids()))
     assert result.status == "cancelled"
     assert ed.states["master_bias"] == "done"
+    assert not ed.item("master_bias").main_widget.thumb.isHidden()
     assert ed.states["stack"] == "cancelled" and not ed.running
+    # The last run's image is not shown as the result of the cancelled node.
+    assert thumb.isHidden() and ed.image_output("stack") is None
+
+
+def test_viewer_header_is_that_of_the_image_shown(app):
+    ccd = CCDData(np.zeros((30, 40), np.float32), unit="adu",
+                  meta={"NAXIS": 2, "NAXIS1": 100, "NAXIS2": 50, "OBJECT": "M31"})
+    viewer = ImageViewer(ccd, "coadd")
+    try:
+        text = viewer.header.toPlainText()
+        assert "NAXIS1  =                   40" in text and "NAXIS2  =                   30" in text
+        assert "OBJECT" in text
+    finally:
+        viewer.close()
 
 
 def test_graph_parameters_ids_and_labels_are_edited_in_the_document(window):
