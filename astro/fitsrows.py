@@ -79,6 +79,18 @@ class RowReader:
                 return None
         return hdul.fileinfo(i)["datLoc"]
 
+    @property
+    def stored_dtype(self):
+        """The integer dtype :meth:`read` returns (uint16 for BZERO 32768), or None when it
+        returns floats or a mask."""
+        if self.offset is None or self.has_mask or self.bitpix < 0 or self.blank is not None:
+            return None
+        if self.bitpix == 16 and self.bscale == 1 and self.bzero == 32768:
+            return np.dtype(np.uint16)
+        if self.bscale == 1 and self.bzero == 0:
+            return np.dtype(_BITPIX[self.bitpix]).newbyteorder("=")
+        return None
+
     def read(self, y0: int, y1: int):
         """``(data, mask)`` of rows ``y0:y1``; ``mask`` is None without a MASK extension."""
         if self.offset is None:

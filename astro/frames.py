@@ -181,11 +181,12 @@ class FrameSeries(Sequence):
         return {k: FrameSeries(groups[k]) for k in order}
 
     # --- reductions, band by band -------------------------------------------------------------
-    def _band_reader(self, transform=None, raw=False):
+    def _band_reader(self, transform=None, raw=False, readers=None):
         """``read_band(i, y0, y1)`` over the files (in-memory frames sliced). ``raw``: FITS
         rows may come as stored integers (e.g. uint16, what ``combine_bands`` reads fastest);
-        otherwise, and always for ``transform``, they are float32."""
-        readers: dict[str, RowReader] = {}  # one header parse per file, not per band
+        otherwise, and always for ``transform``, they are float32. ``readers``: the
+        :class:`RowReader` of each path, one header parse per file, not per band."""
+        readers = {} if readers is None else readers
 
         def read_band(i, y0, y1):
             r = self.refs[i]
@@ -247,9 +248,13 @@ class FrameSeries(Sequence):
             data = _band_apply(self._band_reader(transform), len(self), shape, fn)
             mask, unc = ~np.isfinite(data), None
         else:
-            res = combine_bands(self._band_reader(transform, raw=True), len(self), shape,
-                                method=method, rejection=rejection, sigma_low=sigma_low, sigma_high=sigma_high,
-                                weights=weights, scales=scales, progress=progress, **kw)
+            readers: dict[str, RowReader] = {}
+            stored = None if transform is not None or scales is not None else _stored_dtype(
+                self.refs, readers)
+            res = combine_bands(self._band_reader(transform, raw=True, readers=readers),
+                                len(self), shape, method=method, rejection=rejection,
+                                sigma_low=sigma_low, sigma_high=sigma_high, weights=weights,
+                                scales=scales, progress=progress, stored_dtype=stored, **kw)
             data, mask, unc = res.data, res.mask, res.uncertainty
         first = self.refs[0]
         header = first.header()
@@ -268,13 +273,24 @@ def _unit_of(ref: FrameRef):
     return u.Unit(unit, parse_strict="silent") if unit else u.adu
 
 
-def _read_rows(readers: dict, path: str, y0: int, y1: int):
+def _stored_dtype(refs, readers: dict):
+    """The integer dtype all frames are stored in (e.g. uint16), or None: ``combine_bands``
+    then buffers bands in it, half the memory of float32."""
+    found = set()
+    for r in refs:
+        if r.data is not None or fitsio.is_picture(r.path):
+            return None
+        found.add(_read_rows(readers, r.path, 0, 0, header_only=True).stored_dtype)
+    return found.pop() if len(found) == 1 else None
+
+
+def _read_rows(readers: dict, path: str, y0: int, y1: int, header_only=False):
     """Rows y0:y1 of a FITS image and its mask (:class:`starloom.astro.fitsrows.RowReader`,
-    kept in ``readers`` by path)."""
+    kept in ``readers`` by path); ``header_only``: the reader itself."""
     try:
         if path not in readers:
             readers[path] = RowReader(path)
-        return readers[path].read(y0, y1)
+        return readers[path] if header_only else readers[path].read(y0, y1)
     except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
         # A file truncated or damaged after it was scanned fails only here, deep in astropy
         # ("buffer is too small"): name the file.

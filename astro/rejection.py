@@ -48,7 +48,12 @@ def combine_chunk(x, method, rejection, weights, sigma_low, sigma_high, maxiters
         Values kept per pixel.
     """
     n = x.shape[0]
-    s = np.empty(x.shape[::-1], dtype or x.dtype)
+    work = dtype or x.dtype
+    if x.dtype.kind in "iu" and rejection != "winsorized":
+        # Integers (uint16 camera frames) are sorted as they are, 1.4x faster than float32,
+        # and only converted (exactly) in the float64 statistics; winsorizing needs floats.
+        work = x.dtype
+    s = np.empty(x.shape[::-1], work)
     s[...] = x.T  # pixel-major (n_pixels, n_frames), converted in the same pass
     valid = (n - np.count_nonzero(np.isnan(s), axis=1)) if has_bad else np.full(len(s), n)
     w = None
@@ -155,7 +160,9 @@ def _round_bound(bound, dtype, up):
     """Round float64 bounds to ``dtype`` so comparisons in ``dtype`` give the float64 answer
     (astropy's fast sigma_clip compares float32 data with float64 bounds): ``x < b`` iff
     ``x < b'`` with b' the nearest value at or above b, ``x <= b`` iff ``x <= b''`` with b'' the
-    nearest at or below."""
+    nearest at or below. Integer data compare exactly with float64 bounds as they are."""
+    if np.dtype(dtype).kind in "iu":
+        return bound
     with np.errstate(invalid="ignore", over="ignore"):
         rounded = bound.astype(dtype)
         off = rounded < bound if up else rounded > bound

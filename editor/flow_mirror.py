@@ -40,6 +40,7 @@ class FlowMirror(QObject):
     message = Signal(str)             # a drawing problem, for the status bar
     label_edited = Signal(str, str)   # node id, title typed in Ryven's "change title" dialog
     view_requested = Signal(str, object)  # node id, output port (or None) to show in a viewer
+    action_requested = Signal(str, str)   # node id, entry of nodes.NODE_ACTIONS chosen on it
 
     def __init__(self, graph: EditableGraph, session, flow, view, classes: dict):
         super().__init__()
@@ -197,6 +198,8 @@ class FlowMirror(QObject):
                 lambda text, n=node: self.label_edited.emit(self.node_id(n), text))
             node.gui.view_requested.connect(
                 lambda port, n=node: self.view_requested.emit(self.node_id(n), port))
+            node.gui.action_requested.connect(
+                lambda text, n=node: self.action_requested.emit(self.node_id(n), text))
         self.place(node_id, spec.ui.x, spec.ui.y)
 
     def _tag(self, node):

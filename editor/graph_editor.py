@@ -441,7 +441,9 @@ class GraphEditor(QObject):
         if kind == ChangeKind.DOCUMENT_REPLACED:
             self.node_params = {}
         if kind in (ChangeKind.DOCUMENT_REPLACED, ChangeKind.NODE_ADDED):
-            for nid in self.node_ids():
+            # Changes of a grouped edit arrive one by one after it: the flow has this node,
+            # not yet the next ones.
+            for nid in self.node_ids() if change.node is None else [change.node]:
                 body = self.mirror.body(nid)
                 if getattr(body, "param_editors", None) is None:
                     self.node_params[nid] = NodeParams(self, nid, body)

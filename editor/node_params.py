@@ -55,8 +55,8 @@ class NodeParams:
             label.setStyleSheet("color: #3c4043; font-size: 8pt;")
             form.addRow(label, fe.input)  # the input only: a path's buttons do not fit
             self.fields[name] = fe
+        body.add_params(self.widget)  # parented first: a parentless widget shown is a window
         self.widget.setVisible(bool(names))
-        body.add_params(self.widget)
         self.refresh()
 
     def commit(self, name: str, value):

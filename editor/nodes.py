@@ -144,6 +144,11 @@ def describe(value) -> str:
     return f"{type(value).__name__}: {str(value)[:200]}"
 
 
+#: Entries of a node's right-click menu that act on its cached results (see
+#: :mod:`.run_tools`); Ryven calls the action's method by name, hence one method and the text.
+NODE_ACTIONS = ("Run to here", "Recompute", "Clear cached results")
+
+
 class StarloomNodeGUI(NodeGUI):
     """GUI class shared by the generated nodes; subclassed per type for title, colour and help.
 
@@ -156,6 +161,7 @@ class StarloomNodeGUI(NodeGUI):
     main_widget_pos = "below ports"
     title_edited = Signal(str)    # a title typed in Ryven's "change title" dialog
     view_requested = Signal(object)  # output port name to show in a viewer, or None
+    action_requested = Signal(str)   # a run action asked for from the node's menu (NODE_ACTIONS)
 
     def __init__(self, params):
         super().__init__(params)
@@ -164,6 +170,8 @@ class StarloomNodeGUI(NodeGUI):
         for name, port in self.node.starloom_outputs.items():
             if any(t in IMAGE_TYPES for t in port.types):
                 self.actions[f"view {name}"] = {"method": self.view_output, "data": name}
+        for text in NODE_ACTIONS:
+            self.actions[text] = {"method": self.request_action, "data": text}
         self.display_title = wrap_title(self.node.starloom_spec.ui.label or self.node.title)
 
     def initialized(self):
@@ -200,6 +208,10 @@ class StarloomNodeGUI(NodeGUI):
     def view_output(self, port: str | None = None):
         """Ask for the image viewer on an image output (default: the thumbnail's)."""
         self.view_requested.emit(port)
+
+    def request_action(self, text: str):
+        """Ask for one of :data:`NODE_ACTIONS` on this node (see :attr:`action_requested`)."""
+        self.action_requested.emit(text)
 
 
 def ryven_node_class(node_cls=None, *, type_id: str | None = None, inputs=None, outputs=None):

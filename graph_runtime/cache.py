@@ -338,6 +338,27 @@ class Cache:
         shutil.rmtree(aside, ignore_errors=True)
         _VERIFIED.pop((self.root, key), None)
 
+    def forget(self, key: str) -> list[str]:
+        """Remove the entry ``key`` and the entries of its own frames (those it refers to that
+        the same node stored), so the node is computed again; entries of other nodes it refers
+        to stay. Returns the keys removed (none if ``key`` is not stored)."""
+        try:
+            manifest = read_manifest(self._entry_dir(key))
+        except EntryDamaged:
+            manifest = {}
+        if manifest is None:
+            return []
+        keys = [key]
+        for ref in manifest.get("references", []):
+            try:
+                if (read_manifest(self._entry_dir(ref)) or {}).get("node") == manifest.get("node"):
+                    keys.append(ref)
+            except EntryDamaged:
+                keys.append(ref)  # damaged anyway: it would be recomputed
+        for k in keys:
+            self.discard(k)
+        return keys
+
     def get(self, key: str) -> dict[str, Any]:
         """Output values of the entry ``key`` by port (``lookup(key).values()``).
 

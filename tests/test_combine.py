@@ -325,8 +325,20 @@ def test_uint16_rows_equal_float_rows():
     rng = np.random.default_rng(14)
     frames = [rng.integers(900, 1100, (12, 10)).astype(np.uint16) for _ in range(11)]
     frames[3][4, 4] = 60000
-    as_int = combine_bands(lambda i, y0, y1: (frames[i][y0:y1], None), 11, (12, 10),
-                           rejection="sigma_clip")
-    as_float = combine_arrays([f.astype(np.float32) for f in frames], rejection="sigma_clip")
-    np.testing.assert_array_equal(as_int.data, as_float.data)
+    for method, rejection in (("average", "none"), ("median", "none"), ("sum", "minmax"),
+                              ("median", "winsorized"), ("average", "sigma_clip")):
+        kw = dict(method=method, rejection=rejection, weights=np.arange(1.0, 12.0))
+        as_int = combine_bands(lambda i, y0, y1: (frames[i][y0:y1], None), 11, (12, 10), **kw)
+        as_float = combine_arrays([f.astype(np.float32) for f in frames], **kw)
+        for name in ("data", "mask", "uncertainty", "count"):
+            np.testing.assert_array_equal(getattr(as_int, name), getattr(as_float, name))
     assert as_int.count[4, 4] == 10
+    # buffered as stored (uint16 bands, twice the rows), bit-identical
+    stored = combine_bands(lambda i, y0, y1: (frames[i][y0:y1], None), 11, (12, 10),
+                           rejection="sigma_clip", stored_dtype=np.uint16, band_bytes=11 * 40 * 3)
+    as_float = combine_arrays([f.astype(np.float32) for f in frames], rejection="sigma_clip")
+    for name in ("data", "mask", "uncertainty", "count"):
+        np.testing.assert_array_equal(getattr(stored, name), getattr(as_float, name))
+    with pytest.raises(ValueError, match="returned float32 data for frame 0"):
+        combine_bands(lambda i, y0, y1: (frames[i][y0:y1].astype(np.float32), None), 11,
+                      (12, 10), stored_dtype=np.uint16)
