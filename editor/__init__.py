@@ -10,7 +10,9 @@ worker thread, run state on the nodes), :mod:`.layout` (where nodes go), :mod:`.
 registry), :mod:`.forms` (parameter forms), :mod:`.viewer` (thumbnails and the image viewer,
 on pyqtgraph), :mod:`.palette` (the searchable node palette that replaces Ryven's node list),
 :mod:`.ports` (port colours and wire-drag highlighting), :mod:`.text` (descriptions without
-reStructuredText markup). Needs ``pyqtgraph`` too.
+reStructuredText markup), :mod:`.window_extras` (the window's further menus and panels:
+:mod:`.run_tools` run to a node, node log, report, clearing a node's cache; :mod:`.recent` recent
+files; :mod:`.minimap`; :mod:`.canvas_notes` groups and comments). Needs ``pyqtgraph`` too.
 """
 import os
 

@@ -22,6 +22,7 @@ from .palette import NodePalette
 from .ports import legend_html
 from .ryven_adapter import route_file_drops
 from .viewer import ImageViewer
+from .window_extras import install as install_extras
 
 GRAPH_FILTER = "Starloom graphs (*.json);;All files (*)"
 IMAGE_FILTER = ("Images (*.fits *.fit *.fts *.fits.gz *.fits.fz *.png *.jpg *.jpeg *.tif *.tiff);;"
@@ -134,10 +135,14 @@ class EditorWindow(QMainWindow):
         route_file_drops(ed.view, self.open_dropped)
         self._show_form(None)
         self._update_title()
+        self._add_legend()
+        self._fitted = False
+        install_extras(self)  # run tools, node log, recent files, minimap, groups and comments
+
+    def _add_legend(self):
         self.legend = QLabel(legend_html())
         self.legend.setToolTip("Port colours: the type of data a port gives or takes")
         self.statusBar().addPermanentWidget(self.legend)
-        self._fitted = False
 
     def showEvent(self, event):  # noqa: N802 (Qt naming)
         super().showEvent(event)

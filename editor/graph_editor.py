@@ -23,6 +23,7 @@ from ryvencore_qt import SessionGUI
 from starloom.graph_runtime.editing import Change, ChangeKind, EditableGraph, EditRefused
 from starloom.graph_runtime.embedded import carries_graph, load_any_graph
 from starloom.graph_runtime.registry import default_registry
+from starloom.graph_runtime.subgraph import upstream_document
 from starloom.serialization import GraphDocument, load_graph, parse_graph
 
 from .flow_mirror import FlowMirror
@@ -388,8 +389,9 @@ class GraphEditor(QObject):
         """Latest output values of each node id, by port."""
         return self.runs.outputs
 
-    def run(self, force: set[str] = frozenset()) -> bool:
-        """Plan the document and run it in a worker thread.
+    def run(self, force: set[str] = frozenset(), upto: str | None = None) -> bool:
+        """Plan the document and run it in a worker thread; with ``upto`` (a node id) only that
+        node and the nodes it depends on (same runtime, same cache keys).
 
         Returns False (and shows the problems on the nodes) if the graph does not validate;
         :attr:`run_finished` is emitted in both cases.
@@ -397,8 +399,10 @@ class GraphEditor(QObject):
         if self.running:
             return False
         base = self.path.parent if self.path else Path.cwd()
-        return self.runs.start(self.document(), base, self.path.name if self.path else "graph",
-                               force)
+        doc = self.document()
+        if upto is not None:
+            doc = upstream_document(doc, [upto])
+        return self.runs.start(doc, base, self.path.name if self.path else "graph", force)
 
     def cancel(self, wait: bool = True):
         """Ask the current run to stop at the next node or frame boundary."""

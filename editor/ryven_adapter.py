@@ -165,7 +165,10 @@ class _CanvasRequests(QObject):
         if kind in (QEvent.MouseMove, QEvent.MouseButtonRelease) and self.wire_dragged:
             self._follow_wire(kind == QEvent.MouseMove)
         if kind == QEvent.MouseButtonDblClick and obj is self.view.viewport():
-            if event.button() == Qt.LeftButton and self.view.itemAt(event.pos()) is None:
+            hit = self.view.itemAt(event.pos())
+            # A group drawn behind the nodes counts as canvas (canvas_notes.GroupItem).
+            if event.button() == Qt.LeftButton and (
+                    hit is None or getattr(hit.topLevelItem(), "canvas_background", False)):
                 self.open_palette(event.pos(), None)
                 return True
         elif kind == QEvent.KeyPress and event.key() == Qt.Key_Tab and \

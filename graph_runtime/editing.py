@@ -9,7 +9,8 @@ on the undo stack, and every change is announced to subscribers as a small :clas
 record, so a view (the Qt editor, a test, a script) mirrors the document without reading it
 whole after each edit. The split follows Meshroom's: a plain model in the core, the GUI a view
 and controller over it. The checks are :mod:`.edit_rules`'; the change records, undo and their
-delivery :mod:`.history`'s.
+delivery :mod:`.history`'s; the groups and comments drawn on the canvas
+:mod:`.canvas_notes`'.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from starloom.serialization import (EdgeSpec, GraphDocument, GraphParameter, Nod
                                     load_graph)
 from starloom.serialization.text_style import CANONICAL, format_graph, text_style
 
+from .canvas_notes import CanvasNotes
 from .edit_rules import UNKNOWN_PORT, EditRefused, GraphRules
 from .graph import created_with
 from .history import Change, ChangeKind, History, Step
@@ -33,7 +35,7 @@ __all__ = ["UNKNOWN_PORT", "Change", "ChangeKind", "EditRefused", "EditableGraph
 _MISSING = object()  # a parameter with no value in the document (its default applies)
 
 
-class EditableGraph(GraphRules):
+class EditableGraph(GraphRules, CanvasNotes):
     """A graph document being edited: checked operations, undo/redo and change notifications.
 
     Parameters

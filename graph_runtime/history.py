@@ -42,6 +42,8 @@ class ChangeKind(enum.StrEnum):
     """Graph parameter ``name`` was created, removed, bound, unbound or set."""
     METADATA_CHANGED = "metadata_changed"
     """The graph's name or description changed."""
+    CANVAS_CHANGED = "canvas_changed"
+    """The groups or comments drawn on the canvas (the document's ``ui``) changed."""
     SAVED = "saved"
     """The document was saved: ``EditableGraph.modified`` is now False."""
 

@@ -33,7 +33,7 @@ class Stack(Node):
         # A knob: every value gives bit-identical results (tests/test_combine.py), so it stays
         # out of the cache key.
         memory_limit: int = Knob(
-            128, ge=8, le=1 << 20,
+            128, ge=8, le=1 << 20, json_schema_extra={"unit": "MiB"},
             description="MiB for the frames being combined (two bands of rows of every frame, "
                         "half each); the output images come on top. Does not change the result")
 

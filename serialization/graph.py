@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_serializer)
 
 from starloom.astro.errors import StarloomError
 from starloom.astro.fileio import write_text_atomic
@@ -95,8 +96,38 @@ class Metadata(_Model):
     created_with: dict[str, Any] = Field(default_factory=dict)
 
 
+class GroupUI(_Model):
+    """A titled frame drawn behind nodes on the canvas (editor only; ignored by the runtime)."""
+
+    title: str = ""
+    x: float = 0.0
+    y: float = 0.0
+    w: float = Field(default=300.0, gt=0)
+    h: float = Field(default=200.0, gt=0)
+    color: str = Field(default="#8fb3e0", pattern=r"^#[0-9A-Fa-f]{6}$")
+
+
+class CommentUI(_Model):
+    """A note written on the canvas (editor only; ignored by the runtime)."""
+
+    text: str = ""
+    x: float = 0.0
+    y: float = 0.0
+
+
+class CanvasUI(_Model):
+    """Editor-only drawing of the graph besides its nodes: groups (frames) and comments."""
+
+    groups: list[GroupUI] = Field(default_factory=list)
+    comments: list[CommentUI] = Field(default_factory=list)
+
+
 class GraphDocument(_Model):
-    """The whole graph document, schema version 1."""
+    """The whole graph document, schema version 1.
+
+    ``ui`` (groups and comments on the canvas) is optional and left out of the file when it
+    holds nothing, so files written before it existed read and write back unchanged.
+    """
 
     format: Literal["starloom.graph"] = FORMAT
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -104,6 +135,14 @@ class GraphDocument(_Model):
     parameters: dict[str, GraphParameter] = Field(default_factory=dict)
     nodes: list[NodeSpec] = Field(default_factory=list)
     edges: list[EdgeSpec] = Field(default_factory=list)
+    ui: CanvasUI | None = Field(default=None, description="Editor-only groups and comments")
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_ui(self, handler):
+        data = handler(self)
+        if isinstance(data, dict) and not (self.ui and (self.ui.groups or self.ui.comments)):
+            data.pop("ui", None)
+        return data
 
     def node(self, node_id: str) -> NodeSpec:
         for n in self.nodes:

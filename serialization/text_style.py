@@ -83,9 +83,11 @@ def _plain(doc) -> dict:
 
 
 def _whole(data: dict) -> None:
-    for node in data.get("nodes", []):
-        ui = node.get("ui") or {}
-        for k in ("x", "y"):
+    canvas = data.get("ui") or {}
+    places = [node.get("ui") or {} for node in data.get("nodes", [])]
+    places += canvas.get("groups", []) + canvas.get("comments", [])
+    for ui in places:
+        for k in ("x", "y", "w", "h"):
             if isinstance(ui.get(k), float) and ui[k].is_integer():
                 ui[k] = int(ui[k])
 

@@ -25,3 +25,5 @@ def cache_dir(tmp_path) -> Path:
 def _isolated_cache(tmp_path, monkeypatch):
     # Never touch the user's real cache folder from tests.
     monkeypatch.setenv("STARLOOM_CACHE", str(tmp_path / "default-cache"))
+    # Nor the editor's settings (its recent files).
+    monkeypatch.setenv("STARLOOM_EDITOR_SETTINGS", str(tmp_path / "editor-settings.ini"))
