@@ -3,18 +3,12 @@ log and the run report, recent files, clearing one node's cache and recomputing 
 selected and the minimap, groups and comments on the canvas, comparing two outputs."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("PySide6.QtWidgets", reason="the editor needs PySide6")
-pytest.importorskip("ryvencore_qt", reason="the editor needs ryvencore-qt")
-pytest.importorskip("pytestqt", reason="the editor's tests need pytest-qt")
-
+from editor_window import window  # noqa: F401  (the fixture; skips without Qt)
 from PySide6.QtCore import QPoint, Qt, QTimer  # noqa: E402
 from PySide6.QtGui import QContextMenuEvent, QDesktopServices  # noqa: E402
 from PySide6.QtWidgets import QApplication, QInputDialog  # noqa: E402
@@ -24,17 +18,6 @@ from starloom.serialization import load_graph  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_graphs"
 DEMO = EXAMPLES / "demo.json"
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    w = EditorWindow(cache_dir=tmp_path / "cache", runs_dir=tmp_path / "runs")
-    w.ask_before_discarding = False
-    qtbot.addWidget(w)
-    w.resize(1400, 850)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
 
 
 def menu(window, title):

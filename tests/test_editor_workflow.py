@@ -4,17 +4,11 @@ parameter form, copy and paste through JSON, fit to view, port colours, graphs e
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("PySide6.QtWidgets", reason="the editor needs PySide6")
-pytest.importorskip("ryvencore_qt", reason="the editor needs ryvencore-qt")
-pytest.importorskip("pytestqt", reason="the editor's tests need pytest-qt")
-
+from editor_window import window  # noqa: F401  (the fixture; skips without Qt)
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
@@ -25,17 +19,6 @@ from starloom.serialization import load_graph  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_graphs"
 DEMO = EXAMPLES / "demo.json"
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    w = EditorWindow(cache_dir=tmp_path / "cache", runs_dir=tmp_path / "runs")
-    w.ask_before_discarding = False
-    qtbot.addWidget(w)
-    w.resize(1400, 850)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
 
 
 def form_text(window):

@@ -3,31 +3,10 @@ with pytest-qt through real key presses and clicks, including the paths that cra
 node list (type "load", press Enter) or placed the wrong node (click a filtered entry)."""
 from __future__ import annotations
 
-import os
-
-import pytest
-
-if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("PySide6.QtWidgets", reason="the editor needs PySide6")
-pytest.importorskip("ryvencore_qt", reason="the editor needs ryvencore-qt")
-pytest.importorskip("pytestqt", reason="the editor's tests need pytest-qt")
-
+from editor_window import window  # noqa: F401  (the fixture; skips without Qt)
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
-from starloom.editor.app import EditorWindow  # noqa: E402
 from starloom.graph_runtime.node_search import search  # noqa: E402
 from starloom.graph_runtime.registry import default_registry  # noqa: E402
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    w = EditorWindow(cache_dir=tmp_path / "cache", runs_dir=tmp_path / "runs")
-    w.ask_before_discarding = False
-    qtbot.addWidget(w)
-    w.resize(1400, 850)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
 
 
 def canvas(window):
