@@ -226,11 +226,19 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def _run_dir(path: str) -> Path | None:
+    """``path`` as a run directory, or None after saying on stderr why it is not one."""
+    run_dir = Path(path)
+    if runs_mod.is_run_dir(run_dir):
+        return run_dir
+    print(f"starloom: {run_dir}: not a run directory (no status.json or graph.json)",
+          file=sys.stderr)
+    return None
+
+
 def cmd_resume(args) -> int:
-    run_dir = Path(args.run_dir)
-    if not runs_mod.is_run_dir(run_dir):
-        print(f"starloom: {run_dir}: not a run directory (no status.json or graph.json)",
-              file=sys.stderr)
+    run_dir = _run_dir(args.run_dir)
+    if run_dir is None:
         return 2
     old = runs_mod.read_status(run_dir)
     if old["status"] == "running":
@@ -259,10 +267,8 @@ def cmd_resume(args) -> int:
 
 def cmd_report(args) -> int:
     from starloom.graph_runtime.report import write_report
-    run_dir = Path(args.run_dir)
-    if not runs_mod.is_run_dir(run_dir):
-        print(f"starloom: {run_dir}: not a run directory (no status.json or graph.json)",
-              file=sys.stderr)
+    run_dir = _run_dir(args.run_dir)
+    if run_dir is None:
         return 2
     print(f"Report: {write_report(run_dir)}")
     return 0

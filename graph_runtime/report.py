@@ -7,20 +7,12 @@ writes it again at any time, e.g. for a run that was killed, which then reads ``
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from starloom.astro.fileio import write_text_atomic
 
 from .events import Event
-from .runs import count_attempts, last_attempt, read_events, read_status
-
-
-def _read_json(path: Path, default):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default
+from .runs import count_attempts, last_attempt, read_events, read_json, read_status
 
 
 # Badge colour of each run status.
@@ -89,8 +81,8 @@ def _status_note(run_dir: Path, status: dict) -> str:
 def write_report(run_dir: Path) -> Path:
     """Write ``artifacts/report.html`` from the run directory's files; returns its path."""
     status = read_status(run_dir)
-    env = _read_json(run_dir / "environment.json", {})
-    graph = _read_json(run_dir / "graph.json", {})
+    env = read_json(run_dir / "environment.json") or {}
+    graph = read_json(run_dir / "graph.json") or {}
     nodes = _node_states(graph, read_events(run_dir), status.get("status") == "interrupted")
     esc = html.escape
     rows = "".join(

@@ -38,7 +38,6 @@ from astropy.nddata import CCDData
 
 from starloom.astro import fits as fitsio
 from starloom.astro.errors import FrameRejected, StarloomError
-from starloom.astro.fileio import write_text_atomic
 from starloom.astro.frames import FrameRef, FrameSeries
 
 from .cache import Cache, code_identity, node_key, value_key
@@ -49,7 +48,7 @@ from .executor import Executor, LocalExecutor
 from .graph import Plan, PlannedNode
 from .node import key_params
 from .provenance import Notes, add_provenance
-from .runs import write_running
+from .runs import now_utc, write_json, write_running
 
 #: Folder of the run directory where nodes write their outputs until they succeed.
 STAGING = ".staging"
@@ -66,14 +65,6 @@ def library_versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             out[name] = None
     return out
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _write_json(path: Path, obj: Any):
-    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 class NodeContext:
@@ -264,7 +255,7 @@ class Run:
             raise Cancelled("run cancelled")
 
     def emit(self, event: Event, log: bool = True, **fields):
-        rec = {"t": _now(), "event": event, **{k: v for k, v in fields.items() if v is not None}}
+        rec = {"t": now_utc(), "event": event, **{k: v for k, v in fields.items() if v is not None}}
         if log:
             self._events.write(json.dumps(rec, default=str) + "\n")
             self._events.flush()
@@ -306,14 +297,14 @@ class Run:
     # --- the walk ----------------------------------------------------------------------------
     def execute(self, plan: Plan) -> RunResult:
         """Run every node of ``plan`` in order; never raises for node failures (see status)."""
-        _write_json(self.dir / "graph.json", plan.document.model_dump(mode="json", by_alias=True))
+        write_json(self.dir / "graph.json", plan.document.model_dump(mode="json", by_alias=True))
         self.plan_document = plan.document  # for NodeContext.graph_json
         env = {"python": platform.python_version(), "platform": platform.platform(),
-               "host": platform.node(), "libraries": library_versions(), "started": _now(),
+               "host": platform.node(), "libraries": library_versions(), "started": now_utc(),
                # None for --no-cache: its throwaway store is gone when the run ends.
                "cache": None if self._tmp_cache else os.path.abspath(self.cache.root),
                "graph_file": self.graph_file}
-        _write_json(self.dir / "environment.json", env)
+        write_json(self.dir / "environment.json", env)
         # Before any work, so a run killed without a word still says it was running.
         running = write_running(self.dir, env["started"], self.graph_file)
         from .report import write_report
@@ -338,10 +329,10 @@ class Run:
                   "seconds": round(time.perf_counter() - t0, 3), "executed": result.executed,
                   "cached": result.cached, "frames_computed": result.frames_computed,
                   "frames_cached": result.frames_cached, "started": running["started"],
-                  "finished": _now(), "host": running["host"], "pid": running["pid"]}
-        _write_json(self.dir / "status.json", status)
-        env["finished"] = _now()
-        _write_json(self.dir / "environment.json", env)
+                  "finished": now_utc(), "host": running["host"], "pid": running["pid"]}
+        write_json(self.dir / "status.json", status)
+        env["finished"] = now_utc()
+        write_json(self.dir / "environment.json", env)
         self.emit(Event.RUN_FINISHED, status=result.status, seconds=status["seconds"])
         write_report(self.dir)
         self.close()
@@ -558,7 +549,7 @@ class Run:
 
     def _write_artifact(self, nid: str, diagnostics: dict):
         if diagnostics:
-            _write_json(self.dir / "artifacts" / f"{nid}.json", diagnostics)
+            write_json(self.dir / "artifacts" / f"{nid}.json", diagnostics)
 
 
 def _check_outputs(pn: PlannedNode, out, per_frame: bool = False):

@@ -46,11 +46,12 @@ STALE_AFTER = dt.timedelta(hours=24)
 STATUSES = ("ok", "failed", "validation_failed", "cancelled", "running", "interrupted")
 
 
-def _now() -> str:
+def now_utc() -> str:
+    """The current UTC time, ISO 8601 with milliseconds (the time stamps of run files)."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     """Parsed JSON of ``path``, or None when it is missing or unreadable."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -60,11 +61,12 @@ def _read_json(path: Path) -> Any:
 
 def read_environment(run_dir: str | os.PathLike) -> dict:
     """``run_dir/environment.json`` as a dict (empty when missing or unreadable)."""
-    env = _read_json(Path(run_dir) / "environment.json")
+    env = read_json(Path(run_dir) / "environment.json")
     return env if isinstance(env, dict) else {}
 
 
-def _write_json(path: Path, obj: Any):
+def write_json(path: Path, obj: Any):
+    """Write ``obj`` as indented JSON to ``path`` atomically (the run directory's files)."""
     write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
@@ -139,14 +141,14 @@ def pid_alive(pid: Any, pid_start: str | None = None) -> bool:
 def running_status(started: str | None = None, graph_file: str | None = None) -> dict:
     """The ``status.json`` of a run that has started: ``running``, pid, host, start time."""
     return {"status": "running", "pid": os.getpid(), "pid_start": process_start(),
-            "host": platform.node(), "started": started or _now(), "graph_file": graph_file}
+            "host": platform.node(), "started": started or now_utc(), "graph_file": graph_file}
 
 
 def write_running(run_dir: Path, started: str | None = None,
                   graph_file: str | None = None) -> dict:
     """Write ``run_dir/status.json`` as ``running`` (atomically); returns what was written."""
     status = running_status(started, graph_file)
-    _write_json(Path(run_dir) / "status.json", status)
+    write_json(Path(run_dir) / "status.json", status)
     return status
 
 
@@ -200,7 +202,7 @@ def read_status(run_dir: str | os.PathLike, now: dt.datetime | None = None) -> d
                     "message": f"{path}: missing: the run stopped before writing its status "
                                f"(or was made by an older Starloom)"}
         return {"status": "unknown", "message": f"{path}: missing"}
-    status = _read_json(path)
+    status = read_json(path)
     if not isinstance(status, dict) or "status" not in status:
         return {"status": "unknown", "message": f"{path}: unreadable or not a status record"}
     if status["status"] == "running":
@@ -216,19 +218,19 @@ def write_validation_failure(run_dir: str | os.PathLike, err: GraphValidationErr
     which graph file)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "status.json", {
+    write_json(run_dir / "status.json", {
         "status": "validation_failed", "message": str(err),
-        "problems": [str(p) for p in err.problems], "started": _now(),
+        "problems": [str(p) for p in err.problems], "started": now_utc(),
         "graph_file": os.path.abspath(graph_file) if graph_file else None})
 
 
 def mark_interrupted(run_dir: str | os.PathLike, reason: str):
     """Record that this process stops a run it was running (Ctrl+C): status ``interrupted``."""
     path = Path(run_dir) / "status.json"
-    status = _read_json(path)
+    status = read_json(path)
     if isinstance(status, dict) and status.get("status") == "running":
-        _write_json(path, {**status, "status": "interrupted", "message": reason,
-                           "finished": _now()})
+        write_json(path, {**status, "status": "interrupted", "message": reason,
+                           "finished": now_utc()})
 
 
 # --- listing ---------------------------------------------------------------------------------
@@ -319,7 +321,7 @@ def count_attempts(run_dir: Path) -> int:
 
 
 def _graph_name(run_dir: Path, status: dict, env: dict) -> str:
-    graph = _read_json(run_dir / "graph.json")
+    graph = read_json(run_dir / "graph.json")
     meta = graph.get("metadata") if isinstance(graph, dict) else None
     if isinstance(meta, dict) and meta.get("name"):
         return str(meta["name"])
@@ -396,7 +398,7 @@ def archive_attempt(run_dir: str | os.PathLike) -> dict:
     """
     run_dir = Path(run_dir)
     env = read_environment(run_dir)
-    rec = {"archived": _now(), **read_status(run_dir),
+    rec = {"archived": now_utc(), **read_status(run_dir),
            "environment": {k: env.get(k) for k in ("started", "finished", "host", "cache")}}
     log = run_dir / "logs" / "attempts.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -500,7 +502,7 @@ def resume_cache(run_dir: str | os.PathLike, cache: str | None = None) -> tuple[
     if cache:
         return cache, f"cache {cache} (from --cache)"
     path = Path(run_dir) / "environment.json"
-    env = _read_json(path)
+    env = read_json(path)
     if not isinstance(env, dict) or "cache" not in env:
         raise StarloomError(f"{path}: missing or unreadable, so the run's cache folder is "
                             f"unknown; give it with --cache DIR")
