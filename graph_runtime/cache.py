@@ -557,7 +557,8 @@ def _install(tmp: Path, final: Path) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _library_version(name: str) -> str | None:
+def library_version(name: str) -> str | None:
+    """Installed version of distribution ``name`` (None when absent), looked up once a process."""
     try:
         return dist_version(name)
     except PackageNotFoundError:
@@ -572,7 +573,7 @@ def code_identity(node_cls) -> dict:
     """
     names = sorted(getattr(node_cls, "libraries", ()))
     return {"implementation": getattr(node_cls, "implementation", 1),
-            "libraries": {n: _library_version(n) for n in names}}
+            "libraries": {n: library_version(n) for n in names}}
 
 
 def node_key(type_id: str, version: int, params: dict, inputs: dict, extra: Any = None,

@@ -30,7 +30,6 @@ import traceback
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version as pkg_version
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -40,7 +39,7 @@ from starloom.astro import fits as fitsio
 from starloom.astro.errors import FrameRejected, StarloomError
 from starloom.astro.frames import FrameRef, FrameSeries
 
-from .cache import Cache, code_identity, node_key, value_key
+from .cache import Cache, code_identity, library_version, node_key, value_key
 from .embedded import starloom_version
 from .errors import Cancelled, NodeError
 from .events import Event
@@ -58,13 +57,8 @@ LIBRARIES = ("starloom", "numpy", "scipy", "astropy", "ccdproc", "astroalign", "
 
 
 def library_versions() -> dict[str, str | None]:
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = pkg_version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    """Versions of the libraries a run's results depend on, for environment.json and manifests."""
+    return {name: library_version(name) for name in LIBRARIES}
 
 
 class NodeContext:

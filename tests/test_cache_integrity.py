@@ -114,7 +114,7 @@ def test_key_changes_with_implementation_and_library_versions(monkeypatch):
     with_lib = key()
     assert with_lib != bumped
     assert code_identity(AddOffset)["libraries"]["astropy"]  # installed, so a version
-    monkeypatch.setattr(cache_mod, "_library_version", lambda name: "0.0.1")
+    monkeypatch.setattr(cache_mod, "library_version", lambda name: "0.0.1")
     assert key() != with_lib  # another astropy version, another key
 
 
