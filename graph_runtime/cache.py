@@ -39,7 +39,6 @@ their last consumer; values needed later are loaded again from the entry.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
@@ -50,7 +49,6 @@ import tempfile
 import threading
 import time
 import warnings
-from importlib.metadata import PackageNotFoundError, version as dist_version
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,6 +63,7 @@ from . import cache_maintenance as maintenance
 from .cache_integrity import (CacheError, CacheWarning, EntryDamaged, checksums, read_manifest,
                               safe_relpath, verify_files, write_manifest)
 from .cache_values import load_value, ref_from_json, ref_to_json, store_value, value_key
+from .versions import library_version
 
 __all__ = ["Cache", "CacheError", "CacheWarning", "Entry", "KEY_VERSION", "code_identity",
            "default_cache_dir", "node_key", "value_key"]
@@ -554,15 +553,6 @@ def _install(tmp: Path, final: Path) -> None:
         # Another run stored the same key in between: its entry is equally valid.
         shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(aside, ignore_errors=True)
-
-
-@functools.lru_cache(maxsize=None)
-def library_version(name: str) -> str | None:
-    """Installed version of distribution ``name`` (None when absent), looked up once a process."""
-    try:
-        return dist_version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def code_identity(node_cls) -> dict:

@@ -7,21 +7,14 @@ graph from a graph file or from such an image, validated like any graph file.
 """
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from starloom.astro import embed
 from starloom.serialization import GraphDocument, GraphFileError, load_graph, parse_graph
 
+from .versions import starloom_version
+
 KEY = "starloom-graph"
-
-
-def starloom_version() -> str | None:
-    """The installed Starloom version (None when run from a source tree not installed)."""
-    try:
-        return version("starloom")
-    except PackageNotFoundError:
-        return None
 
 
 def carries_graph(path) -> bool:

@@ -19,6 +19,7 @@ from starloom.serialization import GraphDocument, NodeSpec
 from starloom.astro.errors import StarloomError
 from .node import Node, Port, is_path_field, resolve_path_value
 from .registry import Registry
+from .versions import starloom_version
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,7 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def created_with(doc: GraphDocument, registry: Registry) -> dict:
     """What a document is written with: Starloom's version and each used node type's version."""
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        starloom = version("starloom")
-    except PackageNotFoundError:
-        starloom = None
-    return {"starloom": starloom,
+    return {"starloom": starloom_version(),
             "nodes": {n.type: registry.get(n.type).version
                       for n in sorted(doc.nodes, key=lambda n: n.type) if n.type in registry}}
 

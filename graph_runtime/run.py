@@ -39,13 +39,13 @@ from starloom.astro import fits as fitsio
 from starloom.astro.errors import FrameRejected, StarloomError
 from starloom.astro.frames import FrameRef, FrameSeries
 
-from .cache import Cache, code_identity, library_version, node_key, value_key
-from .embedded import starloom_version
+from .cache import Cache, code_identity, node_key, value_key
 from .errors import Cancelled, NodeError
 from .events import Event
 from .executor import Executor, LocalExecutor
 from .graph import Plan, PlannedNode
 from .node import key_params
+from .versions import library_version, starloom_version
 from .provenance import Notes, add_provenance
 from .runs import now_utc, write_json, write_running
 
