@@ -6,9 +6,10 @@ memory. Each band is combined in small row chunks (about 2 MiB of stack) that st
 spread over a pool of threads (NumPy releases the GIL in its sorts, reductions and ufuncs). A
 chunk is sorted once along the frame axis; every rejection algorithm then reduces to shrinking,
 per pixel, a contiguous index range ``[lo, hi)`` of the sorted values (clipping by value always
-keeps a contiguous run of sorted values), so medians are index look-ups and means/standard
-deviations are sums of float64 deviations (:mod:`starloom.astro.rejection`). That is what makes
-it faster than ``ccdproc.combine``, which recomputes statistics of masked float arrays. Every
+keeps a contiguous run of sorted values; linear-fit clipping keeps a mask), so medians are index
+look-ups and means/standard deviations are sums of float64 deviations
+(:mod:`starloom.astro.rejection`). That is what makes it faster than ``ccdproc.combine``, which
+recomputes statistics of masked float arrays. Every
 pixel is computed the same way whatever the band, chunk and thread count, so results are
 bit-identical for every memory budget.
 
@@ -33,7 +34,7 @@ from .rejection import combine_chunk
 __all__ = ["CombineResult", "combine_bands", "combine_arrays", "band_height", "default_threads"]
 
 METHODS = ("average", "median", "sum")
-REJECTIONS = ("none", "sigma_clip", "winsorized", "minmax")
+REJECTIONS = ("none", "sigma_clip", "winsorized", "minmax", "linear_fit", "percentile", "gesd")
 
 _CHUNK_BYTES = 2 * 2**20
 # One band of the stack (float32). With threads there are two, so 2 x 64 MiB: as fast as larger
@@ -58,12 +59,17 @@ class CombineResult:
         units as the (scaled) input; NaN where ``mask`` is True.
     count : numpy.ndarray of int16
         Number of frames that contributed at each pixel.
+    rejected : numpy.ndarray of uint16, shape ``(2,) + shape``, or None
+        The rejection map (only when requested): per pixel, how many valid values were
+        rejected below (``rejected[0]``) and above (``rejected[1]``) the kept ones. Masked and
+        NaN values are not counted; ``count + rejected.sum(0)`` is the number of valid values.
     """
 
     data: np.ndarray
     mask: np.ndarray
     uncertainty: np.ndarray
     count: np.ndarray
+    rejected: np.ndarray | None = None
 
 
 def band_height(n_frames: int, shape: tuple[int, ...], itemsize: int, band_bytes: int) -> int:
@@ -110,6 +116,11 @@ def combine_bands(
     maxiters: int | None = 5,
     nlow: int = 1,
     nhigh: int = 1,
+    percentile_low: float = 0.2,
+    percentile_high: float = 0.1,
+    gesd_outliers: float = 0.3,
+    gesd_alpha: float = 0.05,
+    rejection_map=False,
     weights=None,
     scales=None,
     band_bytes: int = DEFAULT_BAND_BYTES,
@@ -135,7 +146,7 @@ def combine_bands(
         Frame shape: ``(ny, nx)`` or planar ``(nc, ny, nx)``.
     method : {"average", "median", "sum"}
         How the surviving values of a pixel are combined.
-    rejection : {"none", "sigma_clip", "winsorized", "minmax"}
+    rejection : {"none", "sigma_clip", "winsorized", "minmax", "linear_fit", "percentile", "gesd"}
         Per-pixel outlier rejection over the frame axis, done before combining:
 
         * ``"sigma_clip"``: as ``astropy.stats.sigma_clip(stack, axis=0, cenfunc="median",
@@ -154,12 +165,39 @@ def combine_bands(
           (Siril's ``N > 3`` condition).
         * ``"minmax"``: drop the ``nlow`` lowest and ``nhigh`` highest valid values per pixel,
           as ``ccdproc.Combiner.clip_extrema`` (IRAF imcombine minmax).
+        * ``"linear_fit"``: linear-fit clipping as in Siril (``rejection_float.c`` LINEARFIT,
+          ``siril_fit_linear.c``): a least-squares line ``a + b k`` is fitted to the pixel's
+          sorted values against their rank ``k``; values more than ``sigma_low`` below /
+          ``sigma_high`` above it, in units of the mean absolute deviation from the line, are
+          rejected; refit and repeat (``maxiters`` rounds; at least 4 values are kept). Suited
+          to large stacks with a spread that varies along the sorted values
+          (:func:`starloom.astro.rejection_fit.linear_fit_keep`).
+        * ``"percentile"``: percentile clipping as in Siril: one pass rejecting values below
+          ``median * (1 - percentile_low)`` or above ``median * (1 + percentile_high)``
+          (``|median|`` for negative data) of all the pixel's values; for small stacks.
+        * ``"gesd"``: the generalized extreme Studentized deviate test (Rosner 1983,
+          Technometrics 25, 165; NIST/SEMATECH e-Handbook 1.3.5.17.3), as Siril's "Generalized
+          Extreme Studentized Deviate Test": up to ``floor(gesd_outliers * n)`` outliers of
+          the pixel's ``n`` values, significance ``gesd_alpha``; the critical values come from
+          Student's t quantiles (``scipy.special.stdtrit``, as ``scipy.stats.t.ppf``)
+          (:func:`starloom.astro.rejection_fit.gesd_range`).
     sigma_low, sigma_high : float
-        Rejection thresholds in units of sigma (sigma_clip and winsorized).
+        Rejection thresholds in units of sigma (sigma_clip and winsorized) or of the mean
+        absolute deviation from the fitted line (linear_fit).
     maxiters : int or None
         Maximum rejection rounds; None iterates until convergence.
     nlow, nhigh : int
         Values dropped per pixel by ``"minmax"``.
+    percentile_low, percentile_high : float
+        ``"percentile"`` bounds, as fractions of the median (Siril's defaults 0.2 and 0.1).
+    gesd_outliers : float
+        ``"gesd"``: largest fraction of a pixel's values that may be outliers, in (0, 0.5].
+    gesd_alpha : float
+        ``"gesd"``: significance level of the test, in (0, 0.5).
+    rejection_map : bool or numpy.ndarray
+        Count the rejected values of each pixel into ``CombineResult.rejected``: True allocates
+        it; a uint16 array of shape ``(2,) + shape`` (e.g. passed through
+        ``FrameSeries.reduce``) is filled and returned as ``rejected``.
     weights : array_like, shape (n_frames,), optional
         Per-frame weights for ``"average"`` (weighted mean of the kept values, normalised by the
         sum of the weights of the kept values) and ``"sum"`` (weighted sum, as
@@ -190,15 +228,16 @@ def combine_bands(
     -------
     CombineResult
         ``data``, ``mask``, ``uncertainty`` (dtype ``dtype``) and ``count`` (int16), all of
-        shape ``shape``.
+        shape ``shape``; ``rejected`` (uint16, ``(2,) + shape``) with ``rejection_map``.
 
     Raises
     ------
     ValueError
         If ``n_frames`` < 1 or > 32767, ``shape`` is not 2-D or 3-D, ``method`` or ``rejection``
-        is unknown, ``nlow``/``nhigh`` are negative, ``weights`` or ``scales`` is not 1-D of
-        length ``n_frames``, or ``read_band`` returns data or a mask of the wrong shape (the
-        message names the frame index and band rows).
+        is unknown, ``nlow``/``nhigh`` are negative, a percentile or GESD parameter is out of
+        range, ``rejection_map`` is an array of the wrong shape or dtype, ``weights`` or
+        ``scales`` is not 1-D of length ``n_frames``, or ``read_band`` returns data or a mask
+        of the wrong shape (the message names the frame index and band rows).
 
     Notes
     -----
@@ -211,15 +250,20 @@ def combine_bands(
     shape = tuple(int(s) for s in shape)
     dtype = np.dtype(dtype)
     _check(n_frames, shape, method, rejection, nlow, nhigh)
+    _check_fit(percentile_low, percentile_high, gesd_outliers, gesd_alpha)
     weights = _per_frame(weights, n_frames, "weights")
     scales = _per_frame(scales, n_frames, "scales")
     if maxiters is None:
         maxiters = n_frames  # each round rejects at least one value, so this is convergence
     threads = default_threads() if threads is None else max(1, int(threads))
     out = CombineResult(data=np.empty(shape, dtype), mask=None,
-                        uncertainty=np.empty(shape, dtype), count=np.empty(shape, np.int16))
+                        uncertainty=np.empty(shape, dtype), count=np.empty(shape, np.int16),
+                        rejected=_rejected_array(rejection_map, shape))
     options = dict(method=method, rejection=rejection, weights=weights, sigma_low=sigma_low,
-                   sigma_high=sigma_high, maxiters=maxiters, nlow=nlow, nhigh=nhigh)
+                   sigma_high=sigma_high, maxiters=maxiters, nlow=nlow, nhigh=nhigh,
+                   percentile_low=percentile_low, percentile_high=percentile_high,
+                   gesd_outliers=gesd_outliers, gesd_alpha=gesd_alpha,
+                   rejection_map=out.rejected is not None)
     ny = shape[-2]
     buffer_dtype = dtype
     if stored_dtype is not None:
@@ -285,6 +329,31 @@ def _check(n_frames, shape, method, rejection, nlow, nhigh):
         raise ValueError(f"nlow and nhigh must be >= 0, got nlow={nlow}, nhigh={nhigh}")
 
 
+def _check_fit(percentile_low, percentile_high, gesd_outliers, gesd_alpha):
+    if not (0 < percentile_low <= 1 and 0 < percentile_high <= 1):
+        raise ValueError(f"percentile_low and percentile_high must be in (0, 1] (fractions of "
+                         f"the median), got {percentile_low!r} and {percentile_high!r}")
+    if not 0 < gesd_outliers <= 0.5:
+        raise ValueError(f"gesd_outliers must be in (0, 0.5], got {gesd_outliers!r}")
+    if not 0 < gesd_alpha < 0.5:
+        raise ValueError(f"gesd_alpha must be in (0, 0.5), got {gesd_alpha!r}")
+
+
+def _rejected_array(rejection_map, shape):
+    """The rejection map's array: None, a new one, or the caller's (checked, zeroed)."""
+    if rejection_map is None or rejection_map is False:
+        return None
+    if rejection_map is True:
+        return np.zeros((2,) + shape, np.uint16)
+    arr = rejection_map
+    if not isinstance(arr, np.ndarray) or arr.shape != (2,) + shape or arr.dtype != np.uint16:
+        raise ValueError(f"rejection_map must be True or a uint16 array of shape {(2,) + shape}"
+                         f", got {getattr(arr, 'dtype', type(arr).__name__)} "
+                         f"{getattr(arr, 'shape', '')}")
+    arr[...] = 0
+    return arr
+
+
 def _read_stack(stack, read_band, scales, y0, y1) -> bool:
     """Fill ``stack`` with rows y0:y1 of every frame, in frame order (in the calling thread, so
     ``read_band`` needs no thread safety); True if any value is bad (NaN)."""
@@ -301,11 +370,14 @@ def _combine_rows(out, job, options):
     stack, c0, c1, y0, has_bad = job
     x = stack[..., c0:c1, :]
     rows_shape = x.shape[1:]
-    data, unc, count = combine_chunk(x.reshape(len(x), -1), has_bad=has_bad, **options)
+    data, unc, count, split = combine_chunk(x.reshape(len(x), -1), has_bad=has_bad, **options)
     rows_out = np.s_[..., y0 + c0:y0 + c1, :]
     out.data[rows_out] = data.reshape(rows_shape)
     out.uncertainty[rows_out] = unc.reshape(rows_shape)
     out.count[rows_out] = count.reshape(rows_shape)
+    if split is not None:
+        for side in (0, 1):
+            out.rejected[side][rows_out] = split[side].reshape(rows_shape)
 
 
 def _finish_band(band, ny, progress):

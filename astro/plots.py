@@ -27,7 +27,7 @@ def _figure(figsize):
 def plot_annotated(
     path,
     data,
-    wcs: WCS,
+    wcs: WCS | None,
     stars: Table | None = None,
     catalog: Table | None = None,
     *,
@@ -36,6 +36,7 @@ def plot_annotated(
     percent: float = 99.5,
     dpi: int = 100,
     label_mag: float | None = None,
+    label_column: str | None = None,
 ):
     """Save a stretched image with a celestial grid, detected stars and catalogue stars.
 
@@ -48,8 +49,8 @@ def plot_annotated(
         Output file (format from the suffix: png, pdf, svg, ...).
     data : array_like (ny, nx)
         Image.
-    wcs : astropy.wcs.WCS
-        Celestial WCS of ``data``.
+    wcs : astropy.wcs.WCS or None
+        Celestial WCS of ``data``; None: plain pixel axes (then no ``catalog``).
     stars : astropy.table.Table, optional
         Detected stars (``x``, ``y`` 0-based): green circles of radius 1.5 FWHM (3..30 px).
     catalog : astropy.table.Table, optional
@@ -62,6 +63,9 @@ def plot_annotated(
     dpi : int, optional
     label_mag : float, optional
         Write the magnitude next to catalogue stars brighter than this.
+    label_column : str, optional
+        Write this column's value next to each detected star and catalogue row having it
+        (e.g. object names).
 
     Returns
     -------
@@ -73,7 +77,15 @@ def plot_annotated(
     img = np.asarray(data, dtype=float)
     ny, nx = img.shape
     fig = _figure((8.0, 8.0 * ny / nx + 0.6))
-    ax = fig.add_subplot(1, 1, 1, projection=wcs.celestial)
+    if wcs is None:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.set_xlabel("x, px")
+        ax.set_ylabel("y, px")
+    else:
+        ax = fig.add_subplot(1, 1, 1, projection=wcs.celestial)
+        ax.coords.grid(True, color="cyan", alpha=0.45, linestyle=":")
+        ax.coords[0].set_axislabel("RA")
+        ax.coords[1].set_axislabel("Dec")
     finite = img[np.isfinite(img)]
     norm = ImageNormalize(
         finite if finite.size else np.zeros(1),
@@ -81,9 +93,6 @@ def plot_annotated(
         stretch=AsinhStretch(0.1),
     )
     ax.imshow(img, origin="lower", cmap="gray", norm=norm, interpolation="nearest")
-    ax.coords.grid(True, color="cyan", alpha=0.45, linestyle=":")
-    ax.coords[0].set_axislabel("RA")
-    ax.coords[1].set_axislabel("Dec")
     handles = []
     if stars is not None and len(stars):
         from matplotlib.collections import PatchCollection
@@ -102,6 +111,9 @@ def plot_annotated(
         handles.append(
             Line2D([], [], marker="o", ls="none", mfc="none", mec="lime", label=f"detected ({len(stars)})")
         )
+        if label_column in stars.colnames:
+            for a, b, r, text in zip(stars["x"], stars["y"], radius, stars[label_column]):
+                ax.text(float(a) + r, float(b) + r, str(text), color="lime", fontsize=7)
     if catalog is not None and len(catalog):
         sky = SkyCoord(np.asarray(catalog["ra"]) * u.deg, np.asarray(catalog["dec"]) * u.deg)
         px, py = wcs.world_to_pixel(sky)
@@ -113,7 +125,11 @@ def plot_annotated(
             px[idx], py[idx], marker="+", s=60, c="red", linewidths=0.9, label=f"catalogue ({len(idx)})"
         )
         handles.append(h)
-        if label_mag is not None and "mag" in catalog.colnames:
+        if label_column in catalog.colnames:
+            for i in idx:
+                ax.text(px[i] + 6, py[i] + 6, str(catalog[label_column][i]), color="orange",
+                        fontsize=7)
+        elif label_mag is not None and "mag" in catalog.colnames:
             for i in idx:
                 m = float(catalog["mag"][i])
                 if np.isfinite(m) and m <= label_mag:

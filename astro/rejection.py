@@ -7,8 +7,11 @@ frame axis run along contiguous rows (the same summation for a pixel whatever th
 it, which keeps results bit-identical for every band and chunk size), and a subset of pixels is a
 cheap gather of whole rows.
 
-After sorting, every rejection keeps a contiguous index range ``[lo, hi)`` of each pixel's sorted
-values (clipping by value always does), so medians are index look-ups. Iterative clipping
+After sorting, every rejection but linear-fit clipping keeps a contiguous index range ``[lo, hi)``
+of each pixel's sorted values (clipping by value always does), so medians are index look-ups;
+linear-fit clipping, percentile clipping and the generalized ESD test are in
+:mod:`starloom.astro.rejection_fit`. The values rejected below and above the kept ones are
+counted per pixel for the rejection map. Iterative clipping
 revisits only the pixels whose range changed in the previous round: a pixel whose range did not
 change has the same centre and spread next round, so it can never change again. With 3-sigma
 bounds about one pixel in eight changes in the first round, so later rounds are cheap.
@@ -26,7 +29,8 @@ _WINSOR_MAX_INNER = 100
 
 
 def combine_chunk(x, method, rejection, weights, sigma_low, sigma_high, maxiters, nlow, nhigh,
-                  has_bad=True, dtype=None):
+                  has_bad=True, dtype=None, percentile_low=0.2, percentile_high=0.1,
+                  gesd_outliers=0.3, gesd_alpha=0.05, rejection_map=False):
     """Combine one chunk ``x`` of shape ``(n_frames, n_pixels)`` (NaN = bad value).
 
     Parameters
@@ -39,6 +43,10 @@ def combine_chunk(x, method, rejection, weights, sigma_low, sigma_high, maxiters
         False when ``x`` is known to hold no NaN (skips counting them).
     dtype : numpy dtype, optional
         Float dtype the values are worked in (default: ``x``'s); integers are converted here.
+    percentile_low, percentile_high, gesd_outliers, gesd_alpha
+        As :func:`starloom.astro.combiner.combine_bands`.
+    rejection_map : bool
+        Also count the rejected values of each pixel.
 
     Returns
     -------
@@ -46,6 +54,9 @@ def combine_chunk(x, method, rejection, weights, sigma_low, sigma_high, maxiters
         Combined value and its uncertainty (NaN where nothing was kept).
     count : numpy.ndarray of int, shape (n_pixels,)
         Values kept per pixel.
+    rejected : tuple of two numpy.ndarray of int, shape (n_pixels,), or None
+        With ``rejection_map``: valid values rejected below and above the kept ones (masked
+        values are not counted); otherwise None.
     """
     n = x.shape[0]
     work = dtype or x.dtype
@@ -63,7 +74,8 @@ def combine_chunk(x, method, rejection, weights, sigma_low, sigma_high, maxiters
         # no order statistics needed: skip the sort; bad values are zeroed by the keep mask
         keep = ~np.isnan(s) if has_bad else None
         ref = np.zeros(len(s))
-        return _finish(s, keep, valid, ref, w, method)
+        split = (np.zeros_like(valid), np.zeros_like(valid)) if rejection_map else None
+        return _finish(s, keep, valid, ref, w, method) + (split,)
     if w is None:
         s.sort(axis=1)  # NaN sorts last
     else:
@@ -72,23 +84,54 @@ def combine_chunk(x, method, rejection, weights, sigma_low, sigma_high, maxiters
         w = np.asarray(weights)[order]
     lo = np.zeros(len(s), np.intp)
     hi = valid.astype(np.intp)
+    keep = None
     if rejection == "sigma_clip":
         lo, hi, stats = _sigma_clip_range(s, lo, hi, sigma_low, sigma_high, maxiters,
                                           full=not has_bad)
         if w is None and method != "median":
             ref, s1, s2 = stats
-            return _result(ref, s1, s2, hi - lo, method)
+            split = _range_split(lo, hi, valid) if rejection_map else None
+            return _result(ref, s1, s2, hi - lo, method) + (split,)
     elif rejection == "winsorized":
         lo, hi = _winsorized_range(s, lo, hi, sigma_low, sigma_high, maxiters)
     elif rejection == "minmax":
         lo = np.full_like(hi, nlow)
         hi = np.maximum(hi - nhigh, lo)
-    keep = None if (not has_bad and rejection == "none") else _in_range(s, lo, hi)
-    median = midpoint(s, lo, hi)
-    out, unc, count = _finish(s, keep, hi - lo, np.nan_to_num(median), w, method)
+    elif rejection != "none":
+        from . import rejection_fit as fit  # imports this module: not at the top
+
+        if rejection == "percentile":
+            lo, hi = fit.percentile_range(s, lo, hi, percentile_low, percentile_high)
+        elif rejection == "gesd":
+            lo, hi = fit.gesd_range(s, lo, hi, gesd_outliers, gesd_alpha)
+        else:  # linear_fit: may keep a non-contiguous set
+            keep = fit.linear_fit_keep(s, valid, sigma_low, sigma_high, maxiters)
+            median = fit.masked_midpoint(s, keep)
+            count = keep.sum(axis=1)
+    if keep is None:
+        keep = None if (not has_bad and rejection == "none") else _in_range(s, lo, hi)
+        median, count = midpoint(s, lo, hi), hi - lo
+        split = _range_split(lo, hi, valid) if rejection_map else None
+    else:
+        split = _mask_split(s, keep, valid, median) if rejection_map else None
+    out, unc, count = _finish(s, keep, count, np.nan_to_num(median), w, method)
     if method == "median":
         out = np.where(count > 0, median, np.nan)
-    return out, unc, count
+    return out, unc, count, split
+
+
+def _range_split(lo, hi, valid):
+    """Values rejected below and above each row's kept range ``[lo, hi)`` of ``valid``."""
+    low = np.minimum(lo, valid)
+    return low, valid - low - np.maximum(hi - lo, 0)
+
+
+def _mask_split(s, keep, valid, median):
+    """Valid values not kept, split into those below the kept median and the others."""
+    rejected = (np.arange(s.shape[1]) < valid[:, None]) & ~keep
+    with np.errstate(invalid="ignore"):
+        low = np.count_nonzero(rejected & (s < median[:, None]), axis=1)
+    return low, np.count_nonzero(rejected, axis=1) - low
 
 
 def _finish(s, keep, count, ref, w, method):

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTex
                             QSplitter, QVBoxLayout, QWidget)
 
 from starloom.astro import fits as fitsio
+from starloom.astro.colour import COLOUR_STRETCHES, colour_stretch
 from starloom.astro.frames import FrameSeries
 from starloom.astro.stretch import stretch, thumbnail
 
@@ -167,6 +168,13 @@ class ImageViewer(QWidget):
         self.stretch_box = QComboBox()
         self.stretch_box.addItems(VIEWER_STRETCHES)
         self.stretch_box.currentTextChanged.connect(lambda _: self.redraw())
+        # RGB (3, ny, nx) images: one stretch for all bands, one per band, or Lupton's
+        # colour-preserving arcsinh (starloom.astro.colour.colour_stretch).
+        self.colour_box = QComboBox()
+        self.colour_box.addItems(COLOUR_STRETCHES)
+        self.colour_box.setToolTip("Colour display of RGB images: linked (colours as they are), "
+                                   "unlinked (each band its own range), Lupton et al. 2004")
+        self.colour_box.currentTextChanged.connect(lambda _: self.redraw())
         self.grid_box = QCheckBox("RA/Dec grid")
         self.grid_box.toggled.connect(lambda _: self._draw_grids())
         self.frame_box = QSpinBox()
@@ -197,7 +205,8 @@ class ImageViewer(QWidget):
     def _layout(self, outer):
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Stretch"))
-        for w in (self.stretch_box, self.grid_box, self.frame_box, self.frame_name):
+        for w in (self.stretch_box, self.colour_box, self.grid_box, self.frame_box,
+                  self.frame_name):
             controls.addWidget(w)
         controls.addStretch()
         left = QWidget()
@@ -225,6 +234,15 @@ class ImageViewer(QWidget):
     def set_stretch(self, method: str):
         """Show the image with another stretch ('asinh', 'linear', 'zscale', 'histeq')."""
         self.stretch_box.setCurrentText(method)
+
+    @property
+    def is_rgb(self) -> bool:
+        """Whether the shown image is planar RGB (3, ny, nx), drawn in colour."""
+        return self.data is not None and self.data.ndim == 3
+
+    def set_colour(self, method: str):
+        """Show an RGB image with another colour stretch (see COLOUR_STRETCHES)."""
+        self.colour_box.setCurrentText(method)
 
     def set_levels(self, black: float, white: float):
         """Set the black and white points (stretched units, 0 to 1), as the histogram does."""
@@ -259,6 +277,7 @@ class ImageViewer(QWidget):
         self.data = np.asarray(self.ccd.data)
         if isinstance(self.value, FrameSeries):
             self.frame_name.setText(self.value.refs[index].name)
+        self.colour_box.setVisible(self.is_rgb)
         self.grid_box.setEnabled(self.has_wcs)
         if not self.has_wcs:
             self.grid_box.setChecked(False)
@@ -266,8 +285,12 @@ class ImageViewer(QWidget):
         self.redraw(reset=True)
 
     def _display(self, ccd) -> np.ndarray:
-        img = stretch(np.asarray(ccd.data), self.stretch_box.currentText(), mask=ccd.mask)
-        return np.moveaxis(img, 0, -1) if img.ndim == 3 else img
+        data, method = np.asarray(ccd.data), self.stretch_box.currentText()
+        if data.ndim == 3:  # planar RGB -> (ny, nx, 3), as pyqtgraph draws colour
+            img = colour_stretch(data, self.colour_box.currentText(), stretch=method,
+                                 mask=ccd.mask)
+            return np.moveaxis(img, 0, -1)
+        return stretch(data, method, mask=ccd.mask)
 
     def redraw(self, reset: bool = False):
         """Draw the image(s) with the chosen stretch, keeping zoom, pan and levels."""

@@ -17,26 +17,49 @@ ClipIterations = Annotated[int, Field(ge=1, le=100, description="Clipping iterat
                                                                 "(ccdproc.combine does 1)")]
 SIGMA_LOW = "Lower clipping bound, in standard deviations"
 SIGMA_HIGH = "Upper clipping bound, in standard deviations"
+_LINEAR_FIT = " (linear_fit: in mean absolute deviations from the fitted line; Siril uses 5)"
 
 
 class CombineParams(Params):
-    """How frames are combined pixel by pixel (see ``FrameSeries.reduce``)."""
+    """How frames are combined pixel by pixel (see ``FrameSeries.reduce`` and
+    ``starloom.astro.combiner.combine_bands``, whose docstring gives each rejection's formula
+    and source)."""
 
     method: Literal["average", "median", "sum"] = Field(
         "median", description="Combination along the frame axis")
-    rejection: Literal["none", "sigma_clip", "winsorized", "minmax"] = Field(
+    rejection: Literal["none", "sigma_clip", "winsorized", "minmax", "linear_fit", "percentile",
+                       "gesd"] = Field(
         "sigma_clip", description="Outlier rejection before combining: sigma clipping (centre: "
                                   "median, spread: standard deviation), winsorized sigma "
-                                  "clipping, or min/max extremes")
-    sigma_low: SigmaBound = Field(3.0, description=SIGMA_LOW)
-    sigma_high: SigmaBound = Field(3.0, description=SIGMA_HIGH)
+                                  "clipping, min/max extremes, linear-fit clipping (Siril), "
+                                  "percentile clipping (Siril) or the generalized ESD test "
+                                  "(Rosner 1983)")
+    sigma_low: SigmaBound = Field(3.0, description=SIGMA_LOW + _LINEAR_FIT)
+    sigma_high: SigmaBound = Field(3.0, description=SIGMA_HIGH + _LINEAR_FIT)
     maxiters: ClipIterations = 5
+    nlow: int = Field(1, ge=0, le=1000, description="minmax: lowest values dropped per pixel")
+    nhigh: int = Field(1, ge=0, le=1000, description="minmax: highest values dropped per pixel")
+    percentile_low: float = Field(
+        0.2, gt=0, le=1, description="percentile: reject values below median x (1 - this), a "
+                                     "fraction of the median (Siril's default 0.2)")
+    percentile_high: float = Field(
+        0.1, gt=0, le=1, description="percentile: reject values above median x (1 + this), a "
+                                     "fraction of the median (Siril's default 0.1)")
+    gesd_outliers: float = Field(
+        0.3, gt=0, le=0.5, description="gesd: most outliers tested per pixel, as a fraction of "
+                                       "its values (Siril's default 0.3)")
+    gesd_alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="gesd: significance level of the test (Siril's "
+                                        "default 0.05)")
 
     def combine(self, series: FrameSeries, ctx=None, **kw) -> CCDData:
         if ctx is not None:
             self.warn_few_frames(len(series), ctx)
         return series.reduce(self.method, rejection=self.rejection, sigma_low=self.sigma_low,
-                             sigma_high=self.sigma_high, maxiters=self.maxiters,
+                             sigma_high=self.sigma_high, maxiters=self.maxiters, nlow=self.nlow,
+                             nhigh=self.nhigh, percentile_low=self.percentile_low,
+                             percentile_high=self.percentile_high,
+                             gesd_outliers=self.gesd_outliers, gesd_alpha=self.gesd_alpha,
                              progress=ctx.progress if ctx is not None else None, **kw)
 
     def warn_few_frames(self, n: int, ctx) -> None:
@@ -67,3 +90,13 @@ def renamed_params(params: dict, names: dict[str, str | tuple[str, ...]],
         for name in (new,) if isinstance(new, str) else new:
             out[name] = (values or {}).get(name, {}).get(value, value)
     return out
+
+
+def single_image(value, ctx):
+    """The image of an input that takes an Image or a FrameSeries (of which the first frame,
+    with a warning when there are more)."""
+    if hasattr(value, "data"):
+        return value
+    if len(value) > 1:
+        ctx.warn(f"{len(value)} frames given: using the first, {value.names[0]}")
+    return value[0]

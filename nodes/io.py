@@ -162,6 +162,10 @@ class SavePng(Node):
         bit_depth: Literal[8, 16] = Field(8, description="Bits per channel")
         percentile_low: float = Field(0.25, ge=0, lt=100, description="Lower percentile of the interval")
         percentile_high: float = Field(99.75, gt=0, le=100, description="Upper percentile of the interval")
+        colour: Literal["linked", "unlinked", "lupton", "lupton_unlinked"] = Field(
+            "linked", description="RGB (3, ny, nx) images: one interval for all bands (linked), "
+                                  "one per band (unlinked), or Lupton et al. 2004's colour-"
+                                  "preserving arcsinh with one or per-band black levels")
 
     inputs = {"image": Port("Image", "image to draw")}
     outputs = {"path": Port("Path", "written PNG")}
@@ -169,11 +173,43 @@ class SavePng(Node):
     def run(self, ctx, params, image):
         if params.percentile_low >= params.percentile_high:
             raise StarloomError("parameter 'percentile_low' must be below 'percentile_high'")
-        img = stretching.stretch(image.data, params.stretch, percentile_low=params.percentile_low,
-                                 percentile_high=params.percentile_high, mask=image.mask)
+        if image.data.ndim == 3 and params.colour != "linked":
+            from starloom.astro.colour import colour_stretch
+            img = colour_stretch(image.data, params.colour, stretch=params.stretch, mask=image.mask,
+                                 percentile_low=params.percentile_low,
+                                 percentile_high=params.percentile_high)
+        else:
+            img = stretching.stretch(image.data, params.stretch, percentile_low=params.percentile_low,
+                                     percentile_high=params.percentile_high, mask=image.mask)
         path = stretching.write_png(ctx.output_path(params.filename), img, params.bit_depth)
         _embed_graph(ctx, path)
         return {"path": str(path)}
 
 
-NODES = [LoadFrames, SaveFits, SavePng]
+class SaveTable(Node):
+    type_id = "io.save_table"
+    libraries = ("astropy",)
+    title = "Save table"
+    category = "io"
+    description = """
+    Write a table to the run's outputs/ folder: ECSV (keeps units and metadata), CSV or FITS,
+    by the file name's suffix.
+    """
+
+    class Params(Params):
+        filename: str = Field("table.ecsv", pattern=r"(?i)^[^/\\]+\.(ecsv|csv|fits)$",
+                              description="Output file name (.ecsv, .csv or .fits)")
+
+    inputs = {"table": Port("Table", "table to write")}
+    outputs = {"path": Port("Path", "written file")}
+
+    def run(self, ctx, params, table):
+        path = ctx.output_path(params.filename)
+        fmt = {"ecsv": "ascii.ecsv", "csv": "ascii.csv", "fits": "fits"}[
+            params.filename.rsplit(".", 1)[1].lower()]
+        table.write(path, format=fmt, overwrite=True)
+        ctx.diagnostics.update(rows=len(table), columns=list(table.colnames))
+        return {"path": str(path)}
+
+
+NODES = [LoadFrames, SaveFits, SavePng, SaveTable]

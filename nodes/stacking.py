@@ -5,7 +5,9 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from starloom.astro.stacking import frame_statistics, noise_weights
+from starloom.astro.stacking import (frame_statistics, noise_weights, rejection_map_image,
+                                     rejection_map_rgb, rejection_summary)
+from starloom.astro.stretch import write_png
 from starloom.graph_runtime.node import Knob, Node, Port
 
 from ._common import CombineParams
@@ -13,15 +15,19 @@ from ._common import CombineParams
 
 class Stack(Node):
     type_id = "stacking.combine"
-    libraries = ("astropy", "numpy")
+    libraries = ("astropy", "numpy", "scipy")  # scipy: the GESD critical values
     title = "Stack"
     category = "stacking"
     description = """
     Combine registered frames pixel by pixel, band by band so any number of frames fits in
-    memory: average, median or sum, with sigma clipping, winsorized sigma clipping or min/max
-    rejection. Frames can be normalised (additive: each frame's sky level shifted to the first
-    frame's) and weighted by exposure time or by inverse noise variance, the noise being the
-    sigma-clipped standard deviation of each frame (astropy sigma_clipped_stats).
+    memory: average, median or sum, with sigma clipping, winsorized sigma clipping, min/max,
+    linear-fit clipping, percentile clipping or the generalized ESD test (masked pixels never
+    enter the rejection; weights apply to the kept values). The rejection map counts the values
+    each pixel lost: trails and hot pixels light up in it (artifact rejection_map.png: red =
+    rejected high, blue = rejected low). Frames can be normalised (additive: each frame's sky
+    level shifted to the first frame's) and weighted by exposure time or by inverse noise
+    variance, the noise being the sigma-clipped standard deviation of each frame (astropy
+    sigma_clipped_stats).
     """
 
     class Params(CombineParams):
@@ -38,7 +44,8 @@ class Stack(Node):
                         "half each); the output images come on top. Does not change the result")
 
     inputs = {"frames": Port("FrameSeries", "registered frames")}
-    outputs = {"image": Port("Image", "stacked image")}
+    outputs = {"image": Port("Image", "stacked image"),
+               "rejection_map": Port("Image", "values rejected per pixel (uint16 counts)")}
 
     def run(self, ctx, params, frames):
         n = len(frames)
@@ -54,13 +61,18 @@ class Stack(Node):
         # no transform without normalization: frames are then read as stored (faster)
         transform = (None if params.normalization == "none"
                      else lambda i, y0, y1, d: d - shift[i])
+        rejected = np.zeros((2,) + tuple(frames.shape), np.uint16)  # low, high
         image = params.combine(frames, ctx, weights=weights, transform=transform,
-                               band_bytes=params.memory_limit * 2**20 // 2)
+                               band_bytes=params.memory_limit * 2**20 // 2,
+                               rejection_map=rejected)
+        write_png(ctx.artifact_path("rejection_map.png"), rejection_map_rgb(rejected))
         ctx.diagnostics.update(
             n_frames=n, frames=frames.names, background=med.tolist(), noise=std.tolist(),
-            weights=None if weights is None else (weights / weights.sum()).tolist())
+            weights=None if weights is None else (weights / weights.sum()).tolist(),
+            rejection=rejection_summary(rejected, n))
         ctx.history(f"stacked {n} frames")
-        return {"image": image}
+        return {"image": image,
+                "rejection_map": rejection_map_image(rejected, n, params.rejection)}
 
 
 NODES = [Stack]

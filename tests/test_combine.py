@@ -104,12 +104,14 @@ def test_matches_ccdproc_real_bias(method, rejection):
     assert 1900 < level < 2700  # an ASI120 bias level, in ADU (x16 scaled)
 
 
-@pytest.mark.parametrize("rejection", ["none", "sigma_clip", "winsorized", "minmax"])
+@pytest.mark.parametrize("rejection", ["none", "sigma_clip", "winsorized", "minmax",
+                                       "linear_fit", "percentile", "gesd"])
 @pytest.mark.parametrize("method", ["average", "median"])
 def test_bands_equal_single_band(method, rejection, monkeypatch):
     frames = _stack(seed=5, n=7, shape=(37, 16))
     frames[2][5, 3] = np.nan
-    kw = dict(method=method, rejection=rejection, weights=np.arange(1.0, 8.0))
+    kw = dict(method=method, rejection=rejection, weights=np.arange(1.0, 8.0),
+              rejection_map=True)
     whole = combine_arrays(frames, **kw)
     calls = []
     one_row = 7 * 16 * 4  # bytes of one row of all frames in float32
@@ -120,7 +122,7 @@ def test_bands_equal_single_band(method, rejection, monkeypatch):
     # statistics in 2-row chunks inside each band
     monkeypatch.setattr(combine_module, "_CHUNK_BYTES", 2 * one_row)
     chunked = combine_arrays(frames, **kw)
-    for name in ("data", "mask", "uncertainty", "count"):
+    for name in ("data", "mask", "uncertainty", "count", "rejected"):
         np.testing.assert_array_equal(getattr(banded, name), getattr(whole, name))
         np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
 
@@ -298,7 +300,8 @@ def test_errors():
         combine_arrays(frames, rejection="minmax", nlow=-1)
 
 
-@pytest.mark.parametrize("rejection", ["none", "sigma_clip", "winsorized", "minmax"])
+@pytest.mark.parametrize("rejection", ["none", "sigma_clip", "winsorized", "minmax",
+                                       "linear_fit", "percentile", "gesd"])
 @pytest.mark.parametrize("method", ["average", "median", "sum"])
 def test_bit_identical_for_every_memory_limit_and_thread_count(method, rejection, monkeypatch):
     """The stack node's memory_limit is a cache-key-free knob: every band size, chunk size and
@@ -309,13 +312,13 @@ def test_bit_identical_for_every_memory_limit_and_thread_count(method, rejection
     masks[6] = np.zeros((23, 7), bool)
     masks[6][10:12, :] = True
     kw = dict(method=method, rejection=rejection, weights=np.linspace(0.5, 2.0, 9), masks=masks,
-              maxiters=3)
+              maxiters=3, rejection_map=True)
     ref = combine_arrays(frames, threads=1, **kw)
     one_row = 9 * 7 * 4
     for band_rows, chunk_rows, threads in ((1, 1, 2), (4, 2, 2), (23, 3, 3), (6, 6, 1)):
         monkeypatch.setattr(combine_module, "_CHUNK_BYTES", chunk_rows * one_row)
         res = combine_arrays(frames, band_bytes=band_rows * one_row, threads=threads, **kw)
-        for name in ("data", "mask", "uncertainty", "count"):
+        for name in ("data", "mask", "uncertainty", "count", "rejected"):
             np.testing.assert_array_equal(getattr(res, name), getattr(ref, name),
                                           err_msg=f"{name}, {band_rows}-row bands")
 
