@@ -540,9 +540,11 @@ class EditableGraph(GraphRules, CanvasNotes):
 
     def _set_value(self, node_id: str, name: str, value: Any) -> Step:
         params = self.node(node_id).params
-        old = params.pop(name, _MISSING)
-        if value is not _MISSING:
-            params[name] = value
+        old = params.get(name, _MISSING)
+        if value is _MISSING:
+            params.pop(name, None)
+        else:
+            params[name] = value  # in place: a parameter keeps its position in the file
         self._emit(ChangeKind.PARAM_CHANGED, node=node_id, name=name)
         return partial(self._set_value, node_id, name, old)
 

@@ -310,8 +310,10 @@ def test_set_param_validates_converts_and_merges(graph, changes):
     graph.redo()
     assert graph.node("stack").params["exposure"] == 40.0
     graph.set_param("stack", "sigma", 2.5)  # another parameter: its own command
+    assert list(graph.node("stack").params) == ["sigma", "exposure"]  # keeps its place
     graph.undo()
     assert graph.node("stack").params == {"sigma": 2.0, "exposure": 40.0}
+    assert list(graph.node("stack").params) == ["sigma", "exposure"]
     graph.set_param("stack", "sigma", 2.0)  # unchanged: nothing
     assert graph.undo_text == "set stack.exposure"
 
