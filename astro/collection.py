@@ -98,6 +98,20 @@ def _frame_meta(path: str, header, frame_type: str) -> tuple[dict, dict]:
     return meta, updates
 
 
+_COMPRESSED = (".gz", ".fz", ".bz2")
+
+
+def frame_name(path) -> str:
+    """A frame's display name: its file name without the extension (and a compression
+    suffix), keeping other dots, e.g. ``Light_M_94_10.0s_IRCUT_2025.fit`` ->
+    ``Light_M_94_10.0s_IRCUT_2025``."""
+    name = os.path.basename(path)
+    stem, ext = os.path.splitext(name)
+    if ext.lower() in _COMPRESSED:
+        stem = os.path.splitext(stem)[0]
+    return stem
+
+
 def collect_frames(files: Sequence[str], *, hash_file: Callable[[str], str],
                    frame_type: str = "header", imagetyp: str = "any",
                    where: Mapping[str, str | float] | None = None, sort_by: str = "",
@@ -146,7 +160,7 @@ def collect_frames(files: Sequence[str], *, hash_file: Callable[[str], str],
         # The key is the file's content (not its path) plus what is changed on read; only
         # selected files are hashed.
         refs.append(FrameRef(key=sha256_json([hash_file(path), updates]),
-                             name=os.path.basename(path).split(".")[0],
+                             name=frame_name(path),
                              path=os.path.abspath(path), header_updates=updates, meta=meta))
     if sort_by:
         refs.sort(key=lambda r: (r.meta.get(sort_by) is None, str(r.meta.get(sort_by))))

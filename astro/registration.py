@@ -157,7 +157,14 @@ def _warp(ccd: CCDData, tf, shape, order: int) -> tuple[np.ndarray, np.ndarray]:
     # interpolation order is a parameter (astroalign's is fixed).
     warp = dict(inverse_map=tf.inverse, output_shape=shape, order=order,
                 mode="constant", cval=np.nan, preserve_range=True)
-    data = np.stack([warp_image(np.asarray(p, np.float64), **warp) for p in planes]).astype(np.float32)
+    if ccd.data.ndim == 2 and ccd.header.get("BAYERPAT") is not None:
+        # A CFA mosaic: each colour's sub-plane is warped on its own so colours never mix
+        # and the pattern stays valid (starloom.astro.cfa.warp_cfa).
+        from .cfa import warp_cfa
+        data = warp_cfa(ccd.data, tf.inverse, order=order, output_shape=shape)[None]
+    else:
+        data = np.stack([warp_image(np.asarray(p, np.float64), **warp) for p in planes])
+    data = data.astype(np.float32)
     footprint = ~np.isfinite(data).all(axis=0)
     if ccd.mask is not None:
         m2d = ccd.mask if ccd.mask.ndim == 2 else ccd.mask.any(0)

@@ -15,6 +15,7 @@ from starloom.astro.errors import StarloomError
 from starloom.graph_runtime.cache import Cache
 
 from .cache_commands import add_cache_parser
+from .library_commands import add_library_parser
 from starloom.graph_runtime.embedded import load_any_graph
 from starloom.graph_runtime.events import Event
 from starloom.graph_runtime.graph import GraphValidationError, plan
@@ -329,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.set_defaults(fn=cmd_report)
     add_cache_parser(sub)
+    add_library_parser(sub)
     p = sub.add_parser("edit", help="open the visual editor (needs the 'editor' extra)")
     p.add_argument("graph", nargs="?", help="graph file (.json), or a FITS/PNG file a Starloom "
                    "save node wrote (its embedded graph)")

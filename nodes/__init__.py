@@ -5,8 +5,8 @@ import importlib
 
 # Palette order. Each module declares its node types in a module-level ``NODES`` list.
 MODULES = ("io", "simulate", "calibration", "library", "cosmetic", "flatmodel", "registration",
-           "stacking", "tiles", "astrometry", "coadd", "colour", "background", "pcc", "optics",
-           "sky", "plots")
+           "stacking", "tiles_prep", "tiles_reconstruct", "astrometry", "coadd", "colour",
+           "background", "pcc", "optics", "sky", "plots")
 
 
 def register_all(registry) -> None:

@@ -18,6 +18,7 @@ from starloom.astro.calibration import (
     group_by_exposure,
     normalise,
 )
+from starloom.astro.darks import bimodal_split, dark_scaling_residual, frame_levels
 from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
@@ -29,6 +30,23 @@ def _check_type(ctx, series: FrameSeries, wanted: str):
     other = [r.name for r in series.refs if r.meta.get("IMAGETYP") not in (None, wanted)]
     if other:
         ctx.warn(f"{len(other)} frame(s) are not marked '{wanted}' (e.g. {other[0]})")
+
+
+def _bimodal_choice(ctx, darks: FrameSeries, exptime: float, choice: str) -> FrameSeries:
+    """The darks to combine when their levels fall into two clusters (with a warning)."""
+    split = bimodal_split(frame_levels(darks))
+    if split is None:
+        return darks
+    names = darks.names
+    ctx.diagnostics.setdefault("bimodal", {})[f"{exptime:g}s"] = {
+        "low": [names[i] for i in split.low], "high": [names[i] for i in split.high],
+        "low_level": split.low_level, "high_level": split.high_level,
+        "separation_sigma": split.separation}
+    used = "only the brighter" if choice == "brighter" else "all"
+    ctx.warn(f"the {exptime:g} s darks are bimodal: {len(split.low)} frame(s) at mean "
+             f"{split.low_level:.1f} ADU (e.g. {names[split.low[0]]}), {len(split.high)} at "
+             f"{split.high_level:.1f} ADU (e.g. {names[split.high[0]]}); combining {used}")
+    return darks.subset(split.high) if choice == "brighter" else darks
 
 
 class MasterBias(Node):
@@ -56,6 +74,7 @@ class MasterBias(Node):
 
 class MasterDark(Node):
     type_id = "calibration.master_dark"
+    implementation = 2  # 2: a bimodal dark series combines its brighter cluster by default
     libraries = ("astropy", "ccdproc")
     title = "Master dark"
     category = "calibration"
@@ -63,11 +82,20 @@ class MasterDark(Node):
     Combine dark frames into bias-subtracted master darks, one per exposure time (EXPTIME), so
     that lights can use the closest one scaled by exposure. Subtracting the same master bias
     from every frame commutes with median, average and sigma clipping, so the frames are combined
-    first and the bias subtracted once (ccdproc.subtract_bias, propagating uncertainty).
+    first and the bias subtracted once (ccdproc.subtract_bias, propagating uncertainty). A dark
+    series whose frame levels fall into two clusters (a camera quirk: the ASI120 loses the dark
+    signal of its bottom rows in every other frame) is reported, and by default only its
+    brighter cluster is combined, since dark current does not vanish but can fail to be read.
     """
 
     class Params(CombineParams):
         exposure_tolerance: Quantity("s", ge=0, description="Exposures closer than this are grouped together") = 0.5
+        bimodal: Literal["brighter", "all"] = Field(
+            "brighter", description="When the darks of one exposure fall into two clusters of "
+                                    "level (at least 2 frames each, e.g. the ASI120's alternate "
+                                    "frames that lose the dark signal in their bottom rows): "
+                                    "combine only the brighter cluster, or all frames (a "
+                                    "warning is given either way)")
 
     inputs = {"frames": Port("FrameSeries", "dark frames"),
               "bias": Port("Image", "master bias", optional=True)}
@@ -80,6 +108,7 @@ class MasterDark(Node):
         for idx in groups:
             sub = frames.subset(idx)
             exptime = float(np.mean([r.meta["EXPTIME"] for r in sub.refs]))
+            sub = _bimodal_choice(ctx, sub, exptime, params.bimodal)
             master = params.combine(sub, ctx)
             if bias is not None:
                 import ccdproc  # imported where used: ~0.2 s of every command's startup
@@ -93,9 +122,14 @@ class MasterDark(Node):
             ctx.history(f"combined {len(sub)} darks of {exptime:g} s", image=as_float32(master))
             masters.append(master)
             names.append(f"master_dark_{exptime:g}s")
-            info.append({"exptime": exptime, "n_frames": len(sub),
+            info.append({"exptime": exptime, "n_frames": len(sub), "frames": sub.names,
                          "median": float(np.median(master.data))})
         ctx.diagnostics["darks"] = info
+        if bias is not None and len(masters) > 1:
+            # How well the longest dark scaled by exposure stands for each shorter one.
+            longest = masters[-1]
+            ctx.diagnostics["scaled_from_longest"] = {
+                name: dark_scaling_residual(longest, m) for name, m in zip(names[:-1], masters)}
         return {"darks": FrameSeries.from_frames(masters, names)}
 
 
@@ -111,10 +145,14 @@ class MasterFlat(Node):
     """
 
     version = 2  # 2: 'normalize' (median/mean) became 'normalization' (median/average)
+    implementation = 2  # 2: colour (BAYERPAT) flats normalised per CFA sub-plane
 
     class Params(CombineParams):
         normalization: Literal["median", "average"] = Field(
             "median", description="Statistic of each flat scaled to 1")
+        cfa: Literal["auto", "none"] = Field(
+            "auto", description="'auto': a one-shot-colour flat (BAYERPAT) is scaled to 1 in each "
+                                "CFA sub-plane (R, G1, G2, B) separately; 'none': one level")
 
     inputs = {"frames": Port("FrameSeries", "flat frames"),
               "bias": Port("Image", "master bias", optional=True),
@@ -136,12 +174,18 @@ class MasterFlat(Node):
             master = normalise(params.combine(sub, ctx, transform=calibration),
                                params.normalization)
             master.header["IMAGETYP"] = "Master Flat"
+            cfa = None
+            if params.cfa == "auto" and master.header.get("BAYERPAT") is not None:
+                from starloom.astro.cfa import cfa_pattern, normalise_cfa
+                cfa = normalise_cfa(master, cfa_pattern(master.header, shape=master.shape),
+                                    params.normalization)
             if filt is not None:
                 master.header["FILTER"] = filt
             ctx.history(f"combined {len(sub)} flats", image=as_float32(master))
             masters.append(master)
             names.append(f"master_flat_{filt}" if filt is not None else "master_flat")
             info.append({"filter": filt, "n_frames": len(sub), "levels": calibration.levels,
+                         "cfa_levels": cfa,
                          "min": float(np.nanmin(master.data)), "max": float(np.nanmax(master.data))})
         ctx.diagnostics["flats"] = info
         return {"flats": FrameSeries.from_frames(masters, names)}
@@ -149,19 +193,26 @@ class MasterFlat(Node):
 
 class CalibrateLights(Node):
     type_id = "calibration.calibrate_lights"
+    implementation = 2  # 2: DARKSCAL header card
     libraries = ("astropy", "ccdproc")
     title = "Calibrate lights"
     category = "calibration"
     per_frame = "lights"
     description = """
     Calibrate each light frame: subtract the master bias, subtract the master dark of the
-    closest exposure scaled by EXPTIME (ccdproc.subtract_dark, scale=True), and divide by the
+    closest exposure scaled by EXPTIME (ccdproc.subtract_dark, scale=True) or by the factor
+    that minimises the frame's noise (dark optimization, as Siril's -opt), and divide by the
     master flat of the frame's FILTER (ccdproc.flat_correct). Each frame is cached on its own:
     adding a light calibrates only that light.
     """
 
     class Params(Params):
         min_flat: float = Field(0.05, gt=0, lt=1, description="Flat values below this (relative) are masked instead of divided by")
+        dark_scaling: Literal["exposure", "optimize", "none"] = Field(
+            "exposure", description="How the master dark is scaled: by the exposure ratio, by "
+                                    "the factor that minimises the calibrated frame's noise "
+                                    "(Siril's dark optimization; needs the master bias), or "
+                                    "not at all")
 
     inputs = {"lights": Port("FrameSeries", "light frames"),
               "bias": Port("Image", "master bias", optional=True),
@@ -170,9 +221,15 @@ class CalibrateLights(Node):
     outputs = {"lights": Port("FrameSeries", "calibrated light frames")}
 
     def run(self, ctx, params, frame, bias=None, darks=None, flats=None):
+        if params.dark_scaling == "optimize" and bias is None and darks is not None:
+            ctx.warn("dark optimization without a master bias: the factor also scales the "
+                     "bias level left in the light")
         ccd, steps = calibrate_light(frame, bias=bias, darks=darks, flats=flats,
-                                     min_flat=params.min_flat, name=ctx.frame)
+                                     min_flat=params.min_flat, name=ctx.frame,
+                                     dark_scaling=params.dark_scaling)
         ctx.diagnostics["steps"] = steps
+        if "DARKSCAL" in ccd.header:
+            ctx.diagnostics["dark_scale"] = float(ccd.header["DARKSCAL"])
         ctx.history("calibrated: " + ", ".join(steps))
         return {"lights": ccd}
 

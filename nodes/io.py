@@ -19,6 +19,7 @@ FITS_PATTERNS = "*.fit,*.fits,*.fts,*.FIT,*.FITS,*.FTS,*.fit.fz,*.fits.fz,*.fits
 
 class LoadFrames(Node):
     type_id = "io.load_frames"
+    implementation = 2  # 2: frame names keep the dots of the file name (Light_10.0s_1)
     libraries = ("astropy", "pillow")
     title = "Load frames"
     category = "io"

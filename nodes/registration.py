@@ -18,8 +18,8 @@ def reference_score(*args, **kwargs):
     return score(*args, **kwargs)
 
 
-def star_align(*args, **kwargs):
-    from starloom.astro.registration import star_align as align
+def align_with_fallback(*args, **kwargs):
+    from starloom.astro.registration_fallback import align_with_fallback as align
     return align(*args, **kwargs)
 
 
@@ -87,17 +87,23 @@ class SelectReference(Node):
 
 class StarAlign(Node):
     type_id = "registration.star_align"
-    implementation = 2  # 2: rejects a frame more than half NaN/inf
+    # 2: rejects a frame more than half NaN/inf; 3: phase-correlation fallback, a frame no
+    # method registers is rejected (was: the node failed), transform matrix in the header
+    implementation = 3
     libraries = ("astroalign", "astropy", "sep", "scikit-image", "scipy")
     title = "Register (star alignment)"
     category = "registration"
     per_frame = "frames"
     description = """
     Align each frame to the reference by matching star asterisms (astroalign) and resampling
-    it onto the reference's pixel grid. Pixels with no data after the shift are masked. The
-    transform of each frame (matrix, shift, rotation, scale, matched stars) is recorded in the
-    node's artifacts and in the frame header. A frame more than half NaN or infinite is
-    rejected (left out of the output), with the reason in the artifacts.
+    it onto the reference's pixel grid. When the match fails or is unreliable (fewer than
+    'min_matches' stars, residual over 'max_residual'), the translation is found by phase
+    correlation (scikit-image) instead. A frame no method registers is rejected with its
+    reason. Pixels with no data after the shift are masked. Per frame the method, matched
+    stars, residual, drift and rotation are in the node's artifacts; the transform is in the
+    frame header (REG-A00..REG-A12, REG-DX/DY/ROT, REGMETH). With resample off, frames keep
+    their pixels and only carry the transform, for 'tiles.prewarp' to apply once. A frame
+    more than half NaN or infinite is rejected.
     """
 
     class Params(Params):
@@ -106,6 +112,16 @@ class StarAlign(Node):
         min_area: int = Field(5, ge=1, description="Minimum star area, pixels")
         interpolation: Literal["bilinear", "bicubic", "quintic"] = Field(
             "bicubic", description="Resampling (spline order 1, 3 or 5; scikit-image warp)")
+        fallback: Literal["phase_correlation", "none"] = Field(
+            "phase_correlation", description="When star matching fails or is unreliable: "
+            "phase correlation (translation only), or none (reject only failed matches)")
+        min_matches: int = Field(6, ge=3, description="Fewest matched stars of a reliable star match")
+        max_residual: float = Field(1.0, gt=0, description="Largest RMS residual of the matched "
+                                                           "stars of a reliable match, px")
+        min_correlation: float = Field(0.3, gt=0, lt=1, description="Smallest correlation of "
+                                       "a phase-correlation shift to accept it")
+        resample: bool = Field(True, description="Resample onto the reference grid; off: only "
+                                                 "record the transform (for tiles.prewarp)")
 
     inputs = {"frames": Port("FrameSeries", "frames to align"),
               "reference": Port("Image", "frame to align to")}
@@ -115,17 +131,23 @@ class StarAlign(Node):
         reason = too_nonfinite(frame, ctx.frame or "frame")
         if reason:  # its stars would describe less than half the field: drop it, say why
             raise FrameRejected(reason)
-        aligned = star_align(frame, reference, name=ctx.frame,
-                             max_control_points=params.max_control_points,
-                             detection_sigma=params.detection_sigma, min_area=params.min_area,
-                             interpolation=params.interpolation)
+        aligned = align_with_fallback(
+            frame, reference, name=ctx.frame or "frame", interpolation=params.interpolation,
+            resample=params.resample, fallback=params.fallback, min_matches=params.min_matches,
+            max_residual=params.max_residual, min_correlation=params.min_correlation,
+            max_control_points=params.max_control_points,
+            detection_sigma=params.detection_sigma, min_area=params.min_area)
         info = {**aligned.info, "reference": reference.header.get("REFFRAME")}
         ctx.diagnostics.update(info)
+        if info.get("unreliable"):
+            ctx.warn(f"unreliable star match kept (fallback 'none'): {info['unreliable']}")
         result = aligned.frame
         result.header["REG-DX"] = (info["dx"], "x shift to reference, px")
         result.header["REG-DY"] = (info["dy"], "y shift to reference, px")
         result.header["REG-ROT"] = (info["rotation_deg"], "rotation to reference, deg")
-        ctx.history(f"aligned to {info['reference']} with {info['matched_stars']} stars")
+        how = (f"{info['matched_stars']} stars" if info["method"] == "star_match"
+               else f"phase correlation ({info['fallback_reason']})")
+        ctx.history(f"aligned to {info['reference']} with {how}")
         return {"frames": result}
 
 

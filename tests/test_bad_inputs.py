@@ -294,8 +294,15 @@ def test_unreadable_frame(tmp_path, capsys, monkeypatch):
 class _Ctx:
     """The part of NodeContext a node's run() uses, recording warnings."""
 
-    def __init__(self, frame=None):
+    def __init__(self, frame=None, folder=None):
         self.frame, self.node_id, self.diagnostics, self.warnings = frame, "node", {}, []
+        self._folder = folder
+
+    def artifact_path(self, filename):
+        import tempfile
+        from pathlib import Path
+        self._folder = self._folder or Path(tempfile.mkdtemp(prefix="starloom-ctx-"))
+        return self._folder / filename
 
     def warn(self, message):
         self.warnings.append(message)

@@ -200,7 +200,8 @@ def test_runtime_writes_provenance_into_every_image_output(tmp_path):
                 assert head in _history(ccd), (pn.spec.id, port)
                 n_images += 1
     # simulated bias, darks, flats, lights; master bias; calibrated; reference; aligned; stack
-    assert n_images == (3 + 1 + 1 + 4) + 1 + 4 + 1 + 4 + 1
+    # and its rejection map
+    assert n_images == (3 + 1 + 1 + 4) + 1 + 4 + 1 + 4 + 1 + 1
     # The exact text of today: type and version, non-default params, the node's note.
     bias = _history(res.outputs["bias"]["master_bias"])
     assert bias[-3:] == ["starloom calibration.master_bias v1", "  params {'method': 'median'}",

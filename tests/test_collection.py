@@ -70,3 +70,14 @@ def test_keys_follow_content_not_path(files, tmp_path):
     ("x", "*", True), ("300", 300, True), (299.9999999, 300, True), ("abc", 300, False)])
 def test_header_matches_as_image_file_collection_does(value, wanted, expected):
     assert header_matches(value, wanted) is expected
+
+
+def test_frame_names_keep_dots_inside_the_file_name():
+    from starloom.astro.collection import frame_name
+
+    # Seestar names carry the exposure with a decimal point: cutting at the first dot gave
+    # all frames of a night one name
+    assert frame_name("/d/Light_M_94_10.0s_IRCUT_20250409-225435.fit") == \
+        "Light_M_94_10.0s_IRCUT_20250409-225435"
+    assert frame_name("sdss_g.fits.bz2") == "sdss_g" and frame_name("x.fits.fz") == "x"
+    assert frame_name("photo.jpg") == "photo"

@@ -66,7 +66,9 @@ def test_master_darks_agree_with_ccdproc(masters, seconds):
     asi = shared("asi120mc")
     ours = fitsio.read_frame(masters / f"run/outputs/master_dark_{seconds}s.fits")
     bias = ccdproc.combine(_ccds(asi / "bias"), method="average", **SIGMA_CLIP_LIKE_CCDPROC)
-    darks = [ccdproc.subtract_bias(c, bias) for c in _ccds(asi / f"dark_{seconds}s")]
+    # The ASI120 darks are bimodal (frames 1, 3, 5 lack the dark signal of rows 782+): the
+    # master dark combines the complete, brighter frames 2 and 4 (see tests/test_darks.py).
+    darks = [ccdproc.subtract_bias(c, bias) for c in _ccds(asi / f"dark_{seconds}s")[1::2]]
     ref = ccdproc.combine(darks, method="median", **SIGMA_CLIP_LIKE_CCDPROC)
     np.testing.assert_allclose(ours.data, ref.data, rtol=0, atol=1e-2)
     assert ours.header["EXPTIME"] == pytest.approx(seconds)
@@ -86,8 +88,12 @@ def test_master_flat_agrees_with_ccdproc(masters):
     ref = ccdproc.combine(flats, method="median", scale=lambda a: 1 / np.ma.median(a),
                           **SIGMA_CLIP_LIKE_CCDPROC)
     ref = ref.data / np.median(ref.data)
-    assert np.median(ours.data) == pytest.approx(1.0, abs=1e-6)
-    np.testing.assert_allclose(ours.data, ref, rtol=0, atol=2e-4)
+    # a colour (BAYERPAT) flat is normalised per CFA sub-plane, as Siril's "equalize CFA"
+    for dy in (0, 1):
+        for dx in (0, 1):
+            ref[dy::2, dx::2] /= np.median(ref[dy::2, dx::2])
+            assert np.median(ours.data[dy::2, dx::2]) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(ours.data, ref, rtol=0, atol=4e-4)  # float32 against float64
 
 
 def _quality(data):

@@ -1,4 +1,0 @@
-"""(being written)"""
-from __future__ import annotations
-
-NODES: list = []
