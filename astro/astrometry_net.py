@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import warnings
@@ -105,6 +106,49 @@ def write_xylist(path, x, y, flux) -> None:
     ).write(path, format="fits")
 
 
+def extract_sources(image, work: Path, time_left: float):
+    """Sources of an image found by astrometry.net's own extractor, ``image2xy`` (simplexy).
+
+    This is the source list plain ``solve-field`` builds from an image: a smoothed-peak
+    detector that keeps elongated and blended stars which DAOFIND's sharpness and roundness
+    bounds reject (the distorted stars of wide-angle fields). The image is written as a float32
+    FITS file in ``work``; non-finite pixels are set to the image median.
+
+    Parameters
+    ----------
+    image : array_like, shape (ny, nx)
+        Image pixels (row 0 is FITS row 1).
+    work : pathlib.Path
+        Scratch folder.
+    time_left : float
+        Wall-time bound (s).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        ``x``, ``y`` (0-based px) and ``flux``, brightest first; empty when image2xy is missing,
+        fails or runs out of time.
+    """
+    exe = shutil.which("image2xy")
+    empty = np.zeros(0)
+    if exe is None:
+        return empty, empty, empty
+    data = np.asarray(image, dtype=np.float32)
+    bad = ~np.isfinite(data)
+    if bad.any():
+        data = np.where(bad, np.nanmedian(data) if (~bad).any() else 0.0, data).astype(np.float32)
+    fits.writeto(work / "image.fits", data, overwrite=True)
+    rc, _ = run_bounded([exe, "-O", "-o", "image.xy", "image.fits"], time_left, cwd=work)
+    if rc != 0 or not (work / "image.xy").exists():
+        return empty, empty, empty
+    t = fits.getdata(work / "image.xy", 1)
+    x = np.asarray(t["X"], dtype=float) - 1.0  # astrometry.net is 1-based
+    y = np.asarray(t["Y"], dtype=float) - 1.0
+    flux = np.asarray(t["FLUX"], dtype=float)
+    order = np.argsort(-flux, kind="stable")
+    return x[order], y[order], flux[order]
+
+
 def solve_field(
     solver,
     work: Path,
@@ -115,8 +159,9 @@ def solve_field(
     time_left: float,
     sip_degree: int,
     extra_args: Sequence = (),
+    xylist: str = "field.xyls",
 ):
-    """Run ``solve-field`` once on ``work/field.xyls`` with the given index files.
+    """Run ``solve-field`` once on ``work/<xylist>`` with the given index files.
 
     The index files are listed in a config file of their own, so that only they are searched
     (not those of the system-wide ``astrometry.cfg``). Outputs go to ``work/<name>/field.*``;
@@ -140,6 +185,8 @@ def solve_field(
         astrometry.net's ``--tweak-order`` (0: ``--no-tweak``).
     extra_args : sequence
         Further arguments (scale and position hints, ``--odds-to-solve``).
+    xylist : str
+        Name of the star list in ``work`` (see `write_xylist`).
 
     Returns
     -------
@@ -148,13 +195,14 @@ def solve_field(
     """
     ny, nx = shape
     cfg = work / f"{name}.cfg"
-    cfg.write_text(
-        f"cpulimit {max(1, int(time_left))}\n" + "".join(f"index {Path(p).resolve()}\n" for p in indexes)
-    )
+    # one 'index' line per file, not 'add_path' + 'autoindex': measured, the blind Pleiades
+    # solve that takes 5 s this way did not finish in 49 s with autoindex
+    listing = "".join(f"index {Path(p).resolve()}\n" for p in indexes)
+    cfg.write_text(f"cpulimit {max(1, int(time_left))}\n" + listing)
     out_dir = work / name
     out_dir.mkdir(exist_ok=True)
     cmd = [
-        solver, work / "field.xyls",
+        solver, work / xylist,
         "--width", nx, "--height", ny,
         "--x-column", "X", "--y-column", "Y", "--sort-column", "FLUX",
         "--no-plots", "--overwrite", "--crpix-center",

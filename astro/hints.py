@@ -7,10 +7,6 @@ import numpy as np
 from astropy import units as u
 from astropy.coordinates import Angle
 
-
-
-
-
 def _parse_angle(value, unit) -> float:
     """Degrees from a number (degrees) or a sexagesimal string in ``unit`` (hourangle for RA)."""
     if isinstance(value, (int, float, np.floating, np.integer)):
@@ -148,3 +144,65 @@ def _pixel_scale_hint(get):
             except (TypeError, ValueError):
                 continue
     return scale, source
+
+
+def _scale_arcsec(value, units, nx):
+    """Convert a solve-field scale bound to arcsec/px when possible (None otherwise)."""
+    if value is None:
+        return None
+    units = (units or "arcsecperpix").lower()
+    v = float(value)
+    if units in ("arcsecperpix", "app"):
+        return v
+    if units in ("degwidth", "degw", "dw"):
+        return v * 3600.0 / nx
+    if units in ("arcminwidth", "amw", "aw"):
+        return v * 60.0 / nx
+    return None
+
+
+def scale_bounds_arcsec(scale_low, scale_high, scale_units, nx):
+    """Pixel-scale bounds in arcsec/px from solve-field style bounds.
+
+    Parameters
+    ----------
+    scale_low, scale_high : float or None
+        Bounds in ``scale_units``; a single bound is used for both.
+    scale_units : str
+        ``'arcsecperpix'``, ``'degwidth'`` or ``'arcminwidth'`` (others, e.g. ``'focalmm'``,
+        cannot be converted without the pixel size).
+    nx : int
+        Image width (px), for the width units.
+
+    Returns
+    -------
+    (float or None, float or None)
+        ``(low, high)`` in arcsec/px; ``(None, None)`` when unknown or not convertible.
+    """
+    s_lo = _scale_arcsec(scale_low, scale_units, nx)
+    s_hi = _scale_arcsec(scale_high, scale_units, nx)
+    if s_lo is not None and s_hi is None:
+        s_hi = s_lo
+    if s_hi is not None and s_lo is None:
+        s_lo = s_hi
+    return s_lo, s_hi
+
+
+def scale_args(scale_low, scale_high, scale_units) -> list:
+    """solve-field's scale arguments (``--scale-low/--scale-high/--scale-units``).
+
+    Given in the caller's units, which may be ones Starloom cannot convert; an empty list when
+    neither bound is given, a single bound used for both.
+    """
+    if scale_low is None and scale_high is None:
+        return []
+    lo = scale_low if scale_low is not None else scale_high
+    hi = scale_high if scale_high is not None else scale_low
+    return [
+        "--scale-low",
+        f"{float(lo):.6g}",
+        "--scale-high",
+        f"{float(hi):.6g}",
+        "--scale-units",
+        scale_units,
+    ]

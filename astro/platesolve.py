@@ -26,23 +26,25 @@ from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import fit_wcs_from_points, proj_plane_pixel_scales
 
-from .astrometry_net import (
-    PlateSolveError,
-    has_solution,
-    position_args,
-    read_solution,
-    solve_field,
-    write_xylist,
-)
+from .astrometry_net import (PlateSolveError, extract_sources, has_solution,
+                             position_args, read_solution, solve_field, write_xylist)
 from .catalogs import CatalogError, default_index_dirs, find_index_files
 from .errors import ParamError
 from .field_index import build_field_indexes, quad_bands
-from .hints import parse_dec, parse_ra
+from .hints import parse_dec, parse_ra, scale_args, scale_bounds_arcsec
 from .stars import detect_stars
 from .wcsfit import min_sip_pairs
 
 #: Fields narrower than this (arcmin) take the small-field path when a position hint is given.
 SMALL_FIELD_ARCMIN = 30.0
+
+#: A hinted search of unknown scale that fails is followed by a search of fields wider than
+#: about this (deg, longer side) anywhere on the sky (``'wide'``).
+WIDE_FIELD_DEG = 5.0
+
+#: Brightest sources searched by the ``'wide'`` attempt (large quads are made of bright
+#: stars), and its share of the time when it comes first (a blind solve).
+WIDE_OBJS, WIDE_FIRST_SHARE = 150, 0.15
 
 
 @dataclass
@@ -128,6 +130,7 @@ def plate_solve(
     detect_kwargs: Mapping | None = None,
     odds_to_solve: float | None = None,
     min_matched: int = 5,
+    image=None,
 ) -> SolveResult:
     """Plate-solve an image or a star list offline with astrometry.net's ``solve-field``.
 
@@ -142,6 +145,17 @@ def plate_solve(
     unknown both paths are tried, stock first. The whole call is bounded by ``timeout_s``:
     solver processes are killed (whole process group) when it runs out.
 
+    When the pixels are known (an image, or ``image`` with a star table), the stock path also
+    tries the sources astrometry.net's own extractor finds (``image2xy``, what plain
+    ``solve-field`` uses, `extract_sources`): it keeps the elongated and blended stars of
+    wide-angle fields that DAOFIND's shape bounds reject. The DAOFIND list goes first (with
+    half the time left when the other follows); the small-field path uses only the DAOFIND
+    list, whose hot-pixel rejection it needs. A position hint restricts the stock
+    search to quads centred within ``radius_deg`` plus the field's half diagonal of the hint
+    (astrometry.net checks the centre of the matched quad, which lies anywhere in a wide
+    field); without a scale hint the hinted search keeps the radius and a last attempt
+    (``'wide'``) searches wide fields anywhere.
+
     Parameters
     ----------
     data_or_star_table : array_like (ny, nx) or astropy.table.Table
@@ -151,8 +165,8 @@ def plate_solve(
     ra_hint, dec_hint : float or str, optional
         Approximate field centre: degrees, or sexagesimal strings (RA in hours).
     radius_deg : float, optional
-        Search radius around the hint: default 2 deg (stock path) and 1 deg (small-field path,
-        where the built index covers this radius plus the field's half diagonal).
+        Search radius around the hint: default 2 deg (stock path, plus the field's half
+        diagonal when the scale is known) and 1 deg (small-field path, index built to match).
     scale_low, scale_high : float, optional
         Pixel-scale (or field-width) bounds in ``scale_units``.
     scale_units : str, optional
@@ -169,7 +183,8 @@ def plate_solve(
     hints : mapping, optional
         Output of `hints_from_header`; fills hint/scale arguments left as None.
     max_stars : int, optional
-        Brightest stars passed to the solver.
+        Brightest stars of the given (or DAOFIND) list passed to the solver; the image2xy list
+        is passed whole, as plain solve-field does.
     sip_degree : int, optional
         Degree of the SIP distortion polynomial fitted by astrometry.net's tweak step, which
         astrometry.net calls the tweak order (``--tweak-order``; 0 disables SIP:
@@ -184,6 +199,9 @@ def plate_solve(
         Override astrometry.net's acceptance odds (default 1e9 stock, 1e6 small-field).
     min_matched : int, optional
         Solutions with fewer matched catalogue stars are rejected as unreliable.
+    image : array_like (ny, nx), optional
+        The pixels of the frame a star table was measured on, for the ``image2xy`` source
+        list (see above); ignored when ``data_or_star_table`` is itself the image.
 
     Returns
     -------
@@ -211,32 +229,32 @@ def plate_solve(
         )
     x, y, flux, shape = _star_list(data_or_star_table, image_shape, detect_kwargs, max_stars)
     if not isinstance(data_or_star_table, Table):
+        image = data_or_star_table
         t_start = time.monotonic()  # the time bound is for solving, not for star detection
-    if len(x) < 4:
-        raise PlateSolveError(
-            f"only {len(x)} stars available; plate solving needs at least 4 "
-            "(lower threshold_sigma or check the image)"
-        )
     ny, nx = shape
-    s_lo, s_hi = _scale_bounds_arcsec(scale_low, scale_high, scale_units, nx)
-    paths = _paths_to_try(ra_hint is not None and small_field, s_lo, s_hi, max(nx, ny))
+    s_lo, s_hi = scale_bounds_arcsec(scale_low, scale_high, scale_units, nx)
+    hinted = ra_hint is not None
+    paths = _paths_to_try(hinted and small_field, s_lo, s_hi, max(nx, ny), hinted=hinted)
     stock = _stock_indexes(index_dirs)
     job = _SolveJob(
         solver=solver, shape=shape, t_start=t_start, deadline=t_start + float(timeout_s),
         ra=ra_hint, dec=dec_hint, radius_deg=radius_deg, s_lo=s_lo, s_hi=s_hi,
-        scale_args=_scale_args(scale_low, scale_high, scale_units),
+        scale_args=scale_args(scale_low, scale_high, scale_units),
         stock=stock, index_dirs=index_dirs, cache_dir=cache_dir,
         sip_degree=sip_degree, odds_to_solve=odds_to_solve, min_matched=min_matched,
     )
     attempts: list[str] = []
     with tempfile.TemporaryDirectory(prefix="starloom-solve-") as td:
         work = Path(td)
-        write_xylist(work / "field.xyls", x, y, flux)
-        for kind in paths:
-            result = _attempt(kind, job, work, attempts)
+        lists = _source_lists(work, x, y, flux, image, shape, job, attempts)
+        if not any(n >= 4 for n in lists.values()):
+            raise PlateSolveError(f"only {max(lists.values(), default=0)} stars available; plate "
+                                  "solving needs at least 4 (lower threshold_sigma or check the image)")
+        for kind, xylist, share in _plan(paths, lists):
+            result = _attempt(kind, job, work, attempts, xylist, share)
             if result is not None:
                 return result
-    raise PlateSolveError(_no_solution_message(job, len(x), timeout_s, attempts))
+    raise PlateSolveError(_no_solution_message(job, lists, timeout_s, attempts))
 
 
 @dataclass
@@ -309,53 +327,12 @@ def _star_list(obj, image_shape, detect_kwargs, max_stars):
     return x[order], y[order], flux[order], (int(image_shape[0]), int(image_shape[1]))
 
 
-def _scale_arcsec(value, units, nx):
-    """Convert a solve-field scale bound to arcsec/px when possible (None otherwise)."""
-    if value is None:
-        return None
-    units = (units or "arcsecperpix").lower()
-    v = float(value)
-    if units in ("arcsecperpix", "app"):
-        return v
-    if units in ("degwidth", "degw", "dw"):
-        return v * 3600.0 / nx
-    if units in ("arcminwidth", "amw", "aw"):
-        return v * 60.0 / nx
-    return None
-
-
-def _scale_bounds_arcsec(scale_low, scale_high, scale_units, nx):
-    """Pixel-scale bounds in arcsec/px, a single bound used for both; (None, None) if unknown."""
-    s_lo = _scale_arcsec(scale_low, scale_units, nx)
-    s_hi = _scale_arcsec(scale_high, scale_units, nx)
-    if s_lo is not None and s_hi is None:
-        s_hi = s_lo
-    if s_hi is not None and s_lo is None:
-        s_lo = s_hi
-    return s_lo, s_hi
-
-
-def _scale_args(scale_low, scale_high, scale_units) -> list:
-    """solve-field's scale hint, in the caller's units (which may be ones we cannot convert)."""
-    if scale_low is None and scale_high is None:
-        return []
-    lo = scale_low if scale_low is not None else scale_high
-    hi = scale_high if scale_high is not None else scale_low
-    return [
-        "--scale-low",
-        f"{float(lo):.6g}",
-        "--scale-high",
-        f"{float(hi):.6g}",
-        "--scale-units",
-        scale_units,
-    ]
-
-
-def _paths_to_try(small_field_allowed, s_lo, s_hi, n_max) -> list[str]:
-    """``'stock'`` and ``'small-field'`` in the order to try them.
+def _paths_to_try(small_field_allowed, s_lo, s_hi, n_max, hinted=False) -> list[str]:
+    """``'stock'``, ``'small-field'`` and ``'wide'`` in the order to try them.
 
     The field width from the scale bounds decides; when it may be on either side of
-    `SMALL_FIELD_ARCMIN`, both are tried, stock first.
+    `SMALL_FIELD_ARCMIN`, both are tried, stock first. A search of unknown scale also tries
+    ``'wide'``, wide fields anywhere (see `_stock_args`): last when hinted, first when blind.
     """
     if s_hi is None:
         is_small = None
@@ -366,8 +343,58 @@ def _paths_to_try(small_field_allowed, s_lo, s_hi, n_max) -> list[str]:
     else:
         is_small = None
     if not small_field_allowed or is_small is False:
-        return ["stock"]
-    return ["small-field", "stock"] if is_small else ["stock", "small-field"]
+        paths = ["stock"]
+    else:
+        paths = ["small-field", "stock"] if is_small else ["stock", "small-field"]
+    if s_hi is None:  # blind: wide first (see `_plan`); hinted: wide last
+        return paths + ["wide"] if hinted else ["wide"] + paths
+    return paths
+
+
+def _source_lists(work: Path, x, y, flux, image, shape, job, attempts) -> dict:
+    """Write the star lists to try as xylists in ``work``: ``{name: number of sources}``.
+
+    ``'daofind'``: the given (or `detect_stars`) list; ``'image2xy'``: astrometry.net's own
+    extractor on ``image`` (see `extract_sources`), when the pixels are known.
+    """
+    lists = {}
+    if len(x):
+        write_xylist(work / "daofind.xyls", x, y, flux)
+        lists["daofind"] = len(x)
+    if image is not None:
+        img = np.asarray(image)
+        if img.shape != tuple(shape):
+            raise ParamError("image", f"shape {img.shape} differs from the star list's image {shape}")
+        t0 = time.monotonic()
+        ix, iy, iflux = extract_sources(img, work, job.deadline - t0)
+        attempts.append(f"image2xy: {len(ix)} sources in {time.monotonic() - t0:.1f} s")
+        if len(ix):
+            write_xylist(work / "image2xy.xyls", ix, iy, iflux)
+            lists["image2xy"] = len(ix)
+    return lists
+
+
+def _plan(paths, lists: dict):
+    """``(path, list name, share of the time left)`` of each attempt, in order.
+
+    Every path first with the DAOFIND list (it solves the fields that solved before image2xy
+    was added), then the stock and wide paths again with image2xy's: the small-field path
+    never takes image2xy's list (hot pixels, which image2xy keeps, would ruin the match with
+    a sparse field index). A DAOFIND attempt on the stock or wide path gets half the time
+    left when an image2xy attempt follows (an unbounded blind search would leave it none).
+    A blind solve starts with ``'wide'`` on image2xy's list (plain solve-field's) for
+    `WIDE_FIRST_SHARE` of the time.
+    """
+    usable = [n for n in ("daofind", "image2xy") if lists.get(n, 0) >= 4]
+    if usable and paths[0] == "wide" and len(paths) > 1:  # blind: a short wide search first
+        return [("wide", usable[-1], WIDE_FIRST_SHARE)] + _plan(paths[1:], lists)
+    plan = [(p, usable[0], 1.0) for p in paths] if usable else []
+    if len(usable) == 2:
+        plan = [(p, n, 1.0 if p == "small-field" else 0.5) for p, n, _ in plan]
+        plan += [(p, "image2xy", 1.0) for p in paths if p != "small-field"]
+    elif usable == ["image2xy"]:
+        plan = [(p, n, s) for p, n, s in plan if p != "small-field"]
+    return plan
 
 
 def _stock_indexes(index_dirs) -> list:
@@ -387,11 +414,27 @@ def _stock_indexes(index_dirs) -> list:
     return stock
 
 
-def _stock_args(job: _SolveJob) -> list:
-    """solve-field arguments of the stock path: position hint (2 deg default) and odds."""
+def _stock_args(job: _SolveJob, kind: str = "stock") -> list:
+    """solve-field arguments of the stock and wide paths: position hint, scale band, odds.
+
+    astrometry.net accepts a match only when the centre of its quad lies within ``--radius``
+    of the hint; in a wide field that centre can be anywhere in the frame, so the radius
+    (default 2 deg) is widened by the field's half diagonal at the largest scale (measured: a
+    simulated 64 deg field with a +-10 % scale hint failed in 13 s with 2 deg, solved in 6 s
+    widened). Without a scale the field size is unknown and ``'stock'`` keeps the 2 deg; the
+    last attempt, ``'wide'``, then searches fields wider than 0.75 `WIDE_FIELD_DEG` anywhere,
+    with the brightest `WIDE_OBJS` sources.
+    """
+    ny, nx = job.shape
     extra = []
-    if job.ra is not None:
-        extra = position_args(job.ra, job.dec, job.radius_deg if job.radius_deg is not None else 2.0)
+    if kind == "wide":
+        lo = 0.75 * WIDE_FIELD_DEG * 3600.0 / max(nx, ny)
+        extra = ["--scale-low", f"{lo:.6g}", "--scale-high", f"{180 * 3600.0 / max(nx, ny):.6g}",
+                 "--scale-units", "arcsecperpix", "--objs", str(WIDE_OBJS)]
+    elif job.ra is not None:
+        half_diag = job.s_hi * float(np.hypot(nx, ny)) / 7200.0 if job.s_hi else 0.0
+        radius = min(180.0, (job.radius_deg if job.radius_deg is not None else 2.0) + half_diag)
+        extra = position_args(job.ra, job.dec, radius)
     if job.odds_to_solve is not None:
         extra += ["--odds-to-solve", f"{job.odds_to_solve:g}"]
     return extra
@@ -434,50 +477,55 @@ def _small_field_setup(job: _SolveJob, time_left: float, attempts: list):
     return indexes, args, cache_hit
 
 
-def _attempt(kind: str, job: _SolveJob, work: Path, attempts: list):
-    """Solve on one path (``'stock'`` or ``'small-field'``) within the time left.
+def _attempt(kind: str, job: _SolveJob, work: Path, attempts: list, source: str, share: float):
+    """Solve on one path (``'stock'``, ``'small-field'``, ``'wide'``) with one star list
+    (``source``: ``'daofind'`` or ``'image2xy'``) within ``share`` of the time left.
 
     Returns the `SolveResult`, or None after noting in ``attempts`` what happened.
     """
+    name = f"{kind} ({source})"
     left = job.deadline - time.monotonic()
     if left < 0.5:
-        attempts.append(f"{kind}: skipped, time bound used up")
+        attempts.append(f"{name}: skipped, time bound used up")
         return None
     t0 = time.monotonic()
-    if kind == "stock":
-        indexes, extra, cache_hit = job.stock, _stock_args(job), None
-    else:
-        setup = _small_field_setup(job, left, attempts)
+    until = t0 + left * share
+    if kind == "small-field":
+        setup = _small_field_setup(job, until - t0, attempts)
         if setup is None:
             return None
         indexes, extra, cache_hit = setup
-    left = job.deadline - time.monotonic()
+    else:  # astrometry.net tries index files in the listed order: largest quads first if wide
+        indexes = sorted(job.stock, key=lambda f: Path(f).name, reverse=kind == "wide")
+        extra, cache_hit = _stock_args(job, kind), None
+    left = until - time.monotonic()
     if left < 0.5:
-        attempts.append(f"{kind}: no time left after preparing indexes")
+        attempts.append(f"{name}: no time left after preparing indexes")
         return None
     rc, log, out_dir = solve_field(
-        job.solver, work, kind, indexes, job.shape, time_left=left, sip_degree=job.sip_degree,
-        extra_args=[*job.scale_args, *extra],
+        job.solver, work, f"{kind}-{source}", indexes, job.shape, time_left=left,
+        sip_degree=job.sip_degree, extra_args=[*job.scale_args, *extra], xylist=f"{source}.xyls",
     )
     dt = time.monotonic() - t0
     if rc is None:
-        attempts.append(f"{kind} ({len(indexes)} indexes): killed at the time bound after {dt:.1f} s")
+        attempts.append(f"{name}, {len(indexes)} indexes: killed at the time bound after {dt:.1f} s")
         return None
     if not has_solution(out_dir):
         tail = " ".join(log.strip().splitlines()[-1:]) if rc else "no solution"
-        attempts.append(f"{kind} ({len(indexes)} indexes): no solution in {dt:.1f} s ({tail})")
+        attempts.append(f"{name}, {len(indexes)} indexes: no solution in {dt:.1f} s ({tail})")
         return None
     wcs, matches, index, log_odds, rot, parity = read_solution(out_dir, log, job.shape)
     if len(matches) < job.min_matched:
         attempts.append(
-            f"{kind}: rejected a solution with only {len(matches)} matched stars "
+            f"{name}: rejected a solution with only {len(matches)} matched stars "
             f"(min_matched={job.min_matched})"
         )
         return None
-    attempts.append(f"{kind} ({len(indexes)} indexes): solved with {index} in {dt:.1f} s")
+    attempts.append(f"{name}, {len(indexes)} indexes: solved with {index} in {dt:.1f} s")
     if wcs.sip is not None and len(matches) < min_sip_pairs(job.sip_degree):
         wcs = _refit_matches(matches, job.sip_degree, job.shape, attempts)
-    return _solve_result(job, wcs, matches, index, log_odds, rot, parity, kind, cache_hit, attempts)
+    path = "small-field" if kind == "small-field" else "stock"  # the index set that solved it
+    return _solve_result(job, wcs, matches, index, log_odds, rot, parity, path, cache_hit, attempts)
 
 
 def _refit_matches(matches: Table, sip_degree: int, shape, attempts: list) -> WCS:
@@ -533,7 +581,7 @@ def _solve_result(job, wcs, matches, index, log_odds, rot, parity, kind, cache_h
     )
 
 
-def _no_solution_message(job: _SolveJob, n_stars: int, timeout_s, attempts) -> str:
+def _no_solution_message(job: _SolveJob, lists: dict, timeout_s, attempts) -> str:
     """Why no path solved: the inputs, every attempt and what the caller can change."""
     ny, nx = job.shape
     hint = (
@@ -544,8 +592,9 @@ def _no_solution_message(job: _SolveJob, n_stars: int, timeout_s, attempts) -> s
     scale_txt = f"scale {job.s_lo:.3g}-{job.s_hi:.3g} arcsec/px" if job.s_lo else "no scale hint"
     return (
         f"no plate solution within the time bound of {float(timeout_s):g} s (used "
-        f"{time.monotonic() - job.t_start:.1f} s; {n_stars} stars, "
-        f"{nx}x{ny} px, {hint}, {scale_txt}). Tried: "
+        f"{time.monotonic() - job.t_start:.1f} s; "
+        + ", ".join(f"{n} stars ({k})" for k, n in lists.items())
+        + f", {nx}x{ny} px, {hint}, {scale_txt}). Tried: "
         + "; ".join(attempts)
         + ". Give a position hint (RA/Dec) and pixel scale, raise timeout_s, or check the star list."
     )

@@ -136,7 +136,13 @@ def measured_psf(data, *, size: int = 25) -> np.ndarray:
     if region.psf is None:
         raise StarloomError(f"deconvolution: {region.n_stars} isolated star(s) to measure the "
                             "PSF on (3 needed); connect a PSF or choose psf='gaussian'")
-    return region.psf
+    # The stamp's residual sky and noise wings would be deconvolved as if they were light
+    # spread by the optics (dark square halos): level the border to 0, keep a disc.
+    psf = region.psf - np.median(np.concatenate([region.psf[0], region.psf[-1],
+                                                 region.psf[:, 0], region.psf[:, -1]]))
+    yy, xx = np.indices(psf.shape) - (np.asarray(psf.shape)[:, None, None] - 1) / 2
+    psf = np.where(np.hypot(xx, yy) <= psf.shape[0] / 2, np.clip(psf, 0, None), 0.0)
+    return psf / psf.sum()
 
 
 def plot_before_after(path, before, after, *, title: str = "", dpi: int = 100):

@@ -8,9 +8,12 @@ machine loaded by other work slows all of them alike; medians are printed with t
 ratio to it (<= 1 meets the goal). The cached run uses ``example_graphs/demo.json`` (simulated
 data, no input files), after one uncached run fills a private cache.
 
-Also lists which heavy science libraries ``starloom nodes`` imports (``-X importtime``): none of
-photutils, reproject, astroalign, skimage, matplotlib, ccdproc, sep, scipy should be needed to
-build the node registry.
+Also lists which heavy libraries ``starloom nodes`` and ``starloom validate`` import
+(``-X importtime``), with their cumulative import time and the chain of modules that first
+imported each: none of photutils, reproject, astroalign, skimage, matplotlib, ccdproc, sep,
+sklearn, colour_demosaicing, astroscrappy, dask, distributed, bottleneck should be needed to
+build the node registry; astropy's units, nddata, wcs and coordinates and scipy are shown too,
+because they are what keeps the commands above the goal.
 
 Run:  .venv/bin/python benchmarks/bench_startup.py [--runs 7]
 """
@@ -30,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 STARLOOM = str(Path(PY).with_name("starloom"))
 HEAVY = ("photutils", "reproject", "astroalign", "skimage", "matplotlib", "ccdproc", "sep",
-         "scipy")
+         "sklearn", "colour_demosaicing", "astroscrappy", "dask", "distributed", "bottleneck",
+         "scipy", "astropy.units", "astropy.nddata", "astropy.wcs", "astropy.coordinates",
+         "astropy.table", "astropy.io.fits", "pydantic", "numpy")
 GOAL_BASE, GOAL_PER_NODE = 0.35, 0.010
 
 
@@ -43,15 +48,24 @@ def _wall(cmd) -> float:
     return elapsed
 
 
-def heavy_imports(cmd) -> dict[str, float]:
-    """Heavy top-level packages a command imports, with their cumulative import time (s)."""
+def heavy_imports(cmd) -> dict[str, tuple[float, str]]:
+    """Heavy packages a command imports: cumulative import time (s) and who imported it first."""
     done = subprocess.run([PY, "-X", "importtime", *cmd], capture_output=True, text=True,
                           cwd=ROOT)
-    found = {}
+    rows = []
     for line in done.stderr.splitlines():
-        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)", line)
-        if m and m.group(2) in HEAVY:
-            found[m.group(2)] = int(m.group(1)) / 1e6
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if m:
+            rows.append((int(m.group(1)) / 1e6, len(m.group(2)) // 2, m.group(3)))
+    found = {}
+    for i, (cumulative, depth, name) in enumerate(rows):
+        if name in HEAVY and name not in found:
+            chain = []  # importtime lists a module's imports before it: parents come later
+            for _, d, parent in rows[i + 1:]:
+                if d < depth:
+                    chain.append(parent)
+                    depth = d
+            found[name] = (cumulative, " <- ".join(chain[:4]))
     return found
 
 
@@ -90,10 +104,10 @@ def main() -> None:
             continue
         goal = GOAL_BASE + GOAL_PER_NODE * nodes
         print(f"{name:44} {nodes:5d} {t:9.3f} {goal:7.2f} {t / goal:6.2f}")
-    found = heavy_imports(["-m", "starloom.cli.main", "nodes"])
-    print("\nheavy libraries imported by `starloom nodes`: "
-          + (", ".join(f"{k} ({v:.3f} s cumulative)" for k, v in found.items()) or "none"))
-
+    for command in (["nodes"], ["validate", str(demo)]):
+        print(f"\nimported by `starloom {' '.join(command)}` (cumulative s, first importer):")
+        for name, (t, chain) in heavy_imports(["-m", "starloom.cli.main", *command]).items():
+            print(f"  {name:22} {t:6.3f}  {chain}")
 
 if __name__ == "__main__":
     main()

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from starloom.graph_runtime.cache import Cache
-from starloom.graph_runtime.cache_maintenance import parse_age, parse_size
+if TYPE_CHECKING:  # imported by the cache commands only: other commands start without it
+    from starloom.graph_runtime.cache import Cache
 
 
 def _mb(n: int) -> str:
@@ -14,6 +15,7 @@ def _mb(n: int) -> str:
 
 def cmd_cache(args) -> int:
     """Run one ``starloom cache`` action; exit 0, or 1 when ``verify`` finds damage."""
+    from starloom.graph_runtime.cache import Cache
     cache = Cache(args.cache)
     try:
         if args.action == "clear":
@@ -48,6 +50,7 @@ def _verify(cache: Cache, repair: bool) -> int:
 
 
 def _gc(cache: Cache, args) -> int:
+    from starloom.graph_runtime.cache_maintenance import parse_age, parse_size
     try:
         max_bytes = parse_size(args.max_size) if args.max_size else None
         older_than = parse_age(args.older_than) if args.older_than else None

@@ -9,19 +9,16 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from starloom.serialization import GraphFileError, json_schema
-
 from starloom.astro.errors import StarloomError
-from starloom.graph_runtime.cache import Cache
 
 from .cache_commands import add_cache_parser
 from .library_commands import add_library_parser
-from starloom.graph_runtime.embedded import load_any_graph
 from starloom.graph_runtime.events import Event
-from starloom.graph_runtime.graph import GraphValidationError, plan
 from starloom.graph_runtime.registry import default_registry
-from starloom.graph_runtime.run import Run, new_run_dir
-from starloom.graph_runtime import runs as runs_mod
+
+# Each command imports what it uses (issue 13, startup): `nodes` only the registry, `validate`
+# the planner too, `run` the runtime and cache as well (the science comes with the nodes).
+# GraphFileError and GraphValidationError are StarloomErrors, which main() reports.
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -39,6 +36,8 @@ class _Progress:
 
     def __init__(self, stream=sys.stderr):
         from tqdm import tqdm
+        # No monitor thread: a single-threaded process can fork its frame workers (executor).
+        tqdm.monitor_interval = 0
         self._tqdm, self.stream, self.bar, self.node = tqdm, stream, None, None
 
     def __call__(self, ev: dict):
@@ -69,6 +68,8 @@ class _Progress:
 
 
 def _load_plan(path: str, params=None, sets=None, check_inputs: bool = False):
+    from starloom.graph_runtime.embedded import load_any_graph
+    from starloom.graph_runtime.graph import plan
     doc = load_any_graph(path)  # a graph file, or the FITS/PNG file a save node wrote
     return plan(doc, default_registry(), base_dir=Path(path).resolve().parent, params=params,
                 sets=sets, source=path, check_inputs=check_inputs)
@@ -81,6 +82,10 @@ def _print_warnings(path: str, p) -> None:
 
 
 def cmd_run(args) -> int:
+    from starloom.graph_runtime import runs as runs_mod
+    from starloom.graph_runtime.cache import Cache
+    from starloom.graph_runtime.graph import GraphValidationError
+    from starloom.graph_runtime.run import Run, new_run_dir
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.runs))
     try:
         p = _load_plan(args.graph, _pairs(args.param, "--param"), _pairs(args.set, "--set"))
@@ -96,13 +101,22 @@ def cmd_run(args) -> int:
     _print_warnings(args.graph, p)
     print(f"Running {args.graph} ({len(p.nodes)} nodes) in {run_dir}", file=sys.stderr)
     run = Run(run_dir, None if args.no_cache else Cache(args.cache),
-              force=set(args.force or []), listeners=[_Progress()],
-              graph_file=args.graph)
+              executor=_executor(args), force=set(args.force or []),
+              listeners=[_Progress()], graph_file=args.graph)
     return _execute(run, p, run_dir)
 
 
-def _execute(run: Run, p, run_dir: Path) -> int:
+def _executor(args):
+    """Where per-frame work runs: worker processes (--workers, STARLOOM_WORKERS, else one per
+    core) or a Dask cluster (--executor dask, --scheduler ADDRESS)."""
+    from starloom.graph_runtime.executor import make_executor
+    return make_executor(getattr(args, "executor", "local"), getattr(args, "workers", None),
+                         getattr(args, "scheduler", None))
+
+
+def _execute(run, p, run_dir: Path) -> int:
     """Run the plan, then say what happened; the exit code (0 ok, 1 failed, 130 Ctrl+C)."""
+    from starloom.graph_runtime import runs as runs_mod
     try:
         res = run.execute(p)
     except KeyboardInterrupt:
@@ -130,6 +144,7 @@ def _execute(run: Run, p, run_dir: Path) -> int:
 def cmd_validate(args) -> int:
     """Exit 0: the graph can run (warnings, e.g. an input a --param may still give, go to
     stderr); 2: it cannot (every problem listed, including inputs that do not exist)."""
+    from starloom.graph_runtime.graph import GraphValidationError
     try:
         p = _load_plan(args.graph, _pairs(args.param, "--param"), _pairs(args.set, "--set"),
                        check_inputs=True)
@@ -183,6 +198,7 @@ def cmd_node(args) -> int:
 
 
 def cmd_schema(args) -> int:
+    from starloom.serialization import json_schema
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:
         Path(args.output).write_text(text)
@@ -208,6 +224,7 @@ def _duration(seconds) -> str:
 
 
 def cmd_runs(args) -> int:
+    from starloom.graph_runtime import runs as runs_mod
     infos = runs_mod.list_runs(args.runs_dir)
     if args.json:
         print(json.dumps([r.as_dict() for r in infos], indent=2))
@@ -229,6 +246,7 @@ def cmd_runs(args) -> int:
 
 def _run_dir(path: str) -> Path | None:
     """``path`` as a run directory, or None after saying on stderr why it is not one."""
+    from starloom.graph_runtime import runs as runs_mod
     run_dir = Path(path)
     if runs_mod.is_run_dir(run_dir):
         return run_dir
@@ -237,7 +255,17 @@ def _run_dir(path: str) -> Path | None:
     return None
 
 
+def _resume_modules():
+    """(Cache, Run, runs module), imported when a run resumes."""
+    from starloom.graph_runtime import runs as runs_mod
+    from starloom.graph_runtime.cache import Cache
+    from starloom.graph_runtime.run import Run
+    return Cache, Run, runs_mod
+
+
 def cmd_resume(args) -> int:
+    Cache, Run, runs_mod = _resume_modules()
+    from starloom.graph_runtime.graph import GraphValidationError
     run_dir = _run_dir(args.run_dir)
     if run_dir is None:
         return 2
@@ -261,8 +289,8 @@ def cmd_resume(args) -> int:
     runs_mod.archive_attempt(run_dir)
     print(f"Resuming {run_dir} (was {old['status']}; {len(p.nodes)} nodes) with {cache_note}"
           + (f"; recomputing {', '.join(sorted(force))}" if force else ""), file=sys.stderr)
-    run = Run(run_dir, Cache(cache_dir) if cache_dir else None, force=force,
-              listeners=[_Progress()], graph_file=env.get("graph_file"))
+    run = Run(run_dir, Cache(cache_dir) if cache_dir else None, executor=_executor(args),
+              force=force, listeners=[_Progress()], graph_file=env.get("graph_file"))
     return _execute(run, p, run_dir)
 
 
@@ -294,6 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
         p.add_argument("--force", action="append", metavar="NODE",
                        help="recompute this node even when cached (repeatable)")
+        parallel_options(p)
+
+    def parallel_options(p):
+        p.add_argument("--workers", metavar="N",
+                       help="processes computing the frames of per-frame nodes (default: "
+                            "STARLOOM_WORKERS, else one per core; 1: in this process)")
+        p.add_argument("--executor", choices=("local", "dask"), default="local",
+                       help="where per-frame work runs: worker processes on this machine "
+                            "(default) or a Dask cluster (a LocalCluster unless --scheduler)")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="address of a running Dask scheduler, e.g. tcp://host:8786 "
+                            "(implies --executor dask; inputs, cache and run folder must be "
+                            "on paths every worker sees)")
 
     p = sub.add_parser("run", help="validate and run a graph")
     run_options(p)
@@ -325,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_node", metavar="NODE",
                    help="recompute this node and everything downstream of it")
     p.add_argument("--cache", help="cache folder (default: the one the run used)")
+    parallel_options(p)
     p.set_defaults(fn=cmd_resume)
     p = sub.add_parser("report", help="write a run directory's report.html again")
     p.add_argument("run_dir", metavar="RUN_DIR")
@@ -354,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (StarloomError, GraphFileError) as e:
+    except StarloomError as e:  # GraphFileError, GraphValidationError, NodeError, ...
         print(f"starloom: {e}", file=sys.stderr)
         return 2
 

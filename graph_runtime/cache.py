@@ -50,29 +50,28 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import platformdirs
-from astropy.nddata import CCDData
 
-from starloom.astro import fits as fitsio
 from starloom.astro.fileio import copy_atomic
-from starloom.astro.frames import FrameRef, FrameSeries, sha256_json
 
 from . import cache_maintenance as maintenance
 from .cache_integrity import (CacheError, CacheWarning, EntryDamaged, checksums, read_manifest,
-                              safe_relpath, verify_files, write_manifest)
-from .cache_values import load_value, ref_from_json, ref_to_json, store_value, value_key
+                              safe_relpath, sha256_json, verify_files, write_manifest)
+from .cache_keys import KEY_VERSION, node_key
 from .versions import library_version
 
-__all__ = ["Cache", "CacheError", "CacheWarning", "Entry", "KEY_VERSION", "code_identity",
-           "default_cache_dir", "node_key", "value_key"]
+if TYPE_CHECKING:
+    from astropy.nddata import CCDData
 
-# Bumped whenever the entry layout or what is stored under a key changes: old entries are simply
-# not found. 3: the runtime writes the HISTORY provenance of every image output; knob parameters
-# left the key. 4: checksums in the manifest, store-relative paths, the node's implementation
-# version and library versions in the key, write-time cards out of frame keys.
-KEY_VERSION = 4
+    from starloom.astro.frames import FrameRef
+
+# Values (cache_values) are read and written with astropy, numpy and the FITS layer: imported
+# on first use, so `starloom nodes`, `validate` and `cache info` start without them (issue 13).
+
+__all__ = ["Cache", "CacheError", "CacheWarning", "Entry", "KEY_VERSION", "code_identity",
+           "default_cache_dir", "node_key", "value_key"]  # noqa: F822 (lazy, __getattr__)
 
 _SCRATCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Entries whose hashes this process has checked: (store, key) -> modification times of their
@@ -117,14 +116,16 @@ class Entry:
         return self.manifest.get("rejected")
 
     @property
-    def frames(self) -> dict[str, FrameRef] | None:
+    def frames(self) -> "dict[str, FrameRef] | None":
         """Output frames of a per-frame entry, by port (None for a rejected frame)."""
         if self.rejected is not None or "frames" not in self.manifest:
             return None
+        from .cache_values import ref_from_json
         return {p: ref_from_json(d, self._root) for p, d in self.manifest["frames"].items()}
 
     def values(self) -> dict[str, Any]:
         """Load the output values by port (images and tables are read from disk)."""
+        from .cache_values import load_value
         return {port: load_value(self._dir, port, kind, self._root)
                 for port, kind in self.manifest["ports"].items()}
 
@@ -439,10 +440,16 @@ class Cache:
             self.release(key)
 
     def _put(self, key: str, values: dict, manifest: dict, files: dict) -> dict:
+        from starloom.astro.frames import FrameSeries
+
+        from .cache_values import ref_to_json, store_value
         final = self._entry_dir(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
         self._uses.mark(key)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        except FileNotFoundError:  # the first entry of its objects/xx folder
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
         try:
             ports, stored, refs = {}, {}, set()
             for port, value in values.items():
@@ -481,9 +488,9 @@ class Cache:
             return None
         return rel.parts[1] if len(rel.parts) > 2 else None
 
-    def put_frame(self, key: str, frames: dict[str, CCDData], manifest: dict,
+    def put_frame(self, key: str, frames: "dict[str, CCDData]", manifest: dict,
                   files: dict[str, Path] | None = None, *, name: str,
-                  meta: dict | None = None) -> dict[str, FrameRef]:
+                  meta: dict | None = None) -> "dict[str, FrameRef]":
         """Store the output frames of one frame of a per-frame node under ``key``.
 
         Parameters
@@ -505,6 +512,8 @@ class Cache:
             A reference to each stored output frame by port, the same that
             ``lookup(key).frames`` gives later.
         """
+        from starloom.astro import fits as fitsio
+        from starloom.astro.frames import FrameRef
         refs = {p: FrameRef(key=sha256_json([key, p]), name=name,
                             path=str(self._entry_dir(key) / f"{p}.fits"),
                             meta={**fitsio.frame_metadata(ccd.header), **(meta or {})})
@@ -555,6 +564,13 @@ def _install(tmp: Path, final: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def __getattr__(name: str):
+    if name == "value_key":  # lazily, with the values module (see the imports)
+        from .cache_values import value_key
+        return value_key
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def code_identity(node_cls) -> dict:
     """What identifies a node type's code in its cache key.
 
@@ -564,20 +580,3 @@ def code_identity(node_cls) -> dict:
     names = sorted(getattr(node_cls, "libraries", ()))
     return {"implementation": getattr(node_cls, "implementation", 1),
             "libraries": {n: library_version(n) for n in names}}
-
-
-def node_key(type_id: str, version: int, params: dict, inputs: dict, extra: Any = None,
-             code: dict | None = None) -> tuple[str, dict]:
-    """Cache key and its pre-image: sha256 of canonical JSON of type, version, params, inputs.
-
-    ``extra`` is the node's :meth:`~.node.Node.fingerprint`, ``code`` its
-    :func:`code_identity`.
-    """
-    pre = {"key_version": KEY_VERSION, "type": type_id, "version": version, "params": params,
-           "inputs": inputs}
-    if extra is not None:
-        pre["fingerprint"] = extra
-    if code is not None:
-        pre["code"] = code
-    return sha256_json(pre), pre
-

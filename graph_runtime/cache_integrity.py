@@ -24,7 +24,13 @@ import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from starloom.astro.errors import StarloomError
-from starloom.astro.frames import sha256_json
+
+
+def sha256_json(obj) -> str:
+    """:func:`starloom.astro.frames.sha256_json` (imported on first use: it brings astropy)."""
+    from starloom.astro.frames import sha256_json as digest
+    return digest(obj)
+
 
 MANIFEST = "manifest.json"
 PORT_KINDS = ("image", "series", "table", "array", "json")
@@ -89,11 +95,16 @@ def file_sha256(path: Path) -> str:
 def checksums(folder: Path) -> dict[str, dict]:
     """``{relative posix path: {"size": bytes, "sha256": hex}}`` of every file but the manifest."""
     out = {}
-    for f in sorted(folder.rglob("*")):
-        if f.is_file() and not (f.parent == folder and f.name == MANIFEST):
-            out[f.relative_to(folder).as_posix()] = {"size": f.stat().st_size,
-                                                     "sha256": file_sha256(f)}
-    return out
+    for top, dirs, names in os.walk(folder):  # os.walk: a tenth of rglob's cost per entry
+        dirs.sort()
+        rel_top = os.path.relpath(top, folder)
+        for name in sorted(names):
+            if rel_top == "." and name == MANIFEST:
+                continue
+            path = os.path.join(top, name)
+            rel = name if rel_top == "." else f"{Path(rel_top).as_posix()}/{name}"
+            out[rel] = {"size": os.stat(path).st_size, "sha256": file_sha256(path)}
+    return dict(sorted(out.items()))
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:

@@ -31,6 +31,11 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
+try:
+    import fcntl
+except ImportError:  # Windows: filelock's own locks
+    fcntl = None
+
 from .cache_integrity import MANIFEST, EntryDamaged, is_key, read_manifest, verify_files
 
 if TYPE_CHECKING:
@@ -49,11 +54,55 @@ def gc_lock(root: Path) -> FileLock:
     return FileLock(root / "gc.lock", thread_local=False)
 
 
-def key_lock(root: Path, key: str) -> FileLock:
+class FlockLock:
+    """An exclusive ``flock(2)`` on one lock file, taken and released by any thread.
+
+    What ``FileLock`` does on Unix (the two exclude each other), without its per-object cost
+    (probing the folder, tracking forks: ~1 ms a key, 2 of the 7 ms of engine time per
+    trivial node on a loaded machine; issue 13). The folder is created when missing (also
+    after ``cache clear``).
+    """
+
+    def __init__(self, path: Path):
+        self.lock_file, self._fd = str(path), None
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Wait for the lock; ``timeout=0``: raise ``filelock.Timeout`` if it is held."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            Path(self.lock_file).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if timeout == 0 else 0))
+        except BlockingIOError:
+            os.close(fd)
+            raise Timeout(self.lock_file) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def key_lock(root: Path, key: str):
     """The lock a process holds while it computes and stores ``key`` (:meth:`Cache.claim`)."""
-    folder = root / "locks" / key[:2]
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileLock(folder / f"{key}.lock", thread_local=False)
+    path = root / "locks" / key[:2] / f"{key}.lock"
+    if fcntl is None:  # FileLock creates the folder when it is missing
+        return FileLock(path, thread_local=False)
+    return FlockLock(path)
 
 
 class Uses:
@@ -84,7 +133,9 @@ class Uses:
                 self._lock = FileLock(folder / f"{name}.lock", thread_local=False)
                 self._lock.acquire()
                 self._file = open(folder / f"{name}.keys", "a", encoding="ascii")
-            with gc_lock(self.root):
+                self._gc_lock = (FlockLock(self.root / "gc.lock") if fcntl is not None
+                                 else gc_lock(self.root))
+            with self._gc_lock:
                 self._file.write(key + "\n")
                 self._file.flush()
             self._keys.add(key)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
-import astropy.units as u
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 # Port types. A value of each: Image -> astropy.nddata.CCDData; FrameSeries -> FrameSeries;
@@ -69,11 +69,15 @@ def PathParam(default: Any = ..., **kw):
     return _path_field(default=default, **kw)
 
 
-def _to_unit(unit: u.UnitBase):
+def _to_unit(unit: str):
     def convert(v):
         # pydantic reports only ValueError (and AssertionError) as a validation error; astropy
         # raises TypeError for text that is no quantity, so every failure becomes a ValueError.
+        if isinstance(v, (int, float)) or not isinstance(v, str) and "astropy.units" not in \
+                sys.modules:
+            return v  # a plain number (the graph file's form) needs no astropy
         try:
+            import astropy.units as u
             if isinstance(v, u.Quantity):
                 return float(v.to_value(unit))
             if isinstance(v, str):
@@ -82,10 +86,16 @@ def _to_unit(unit: u.UnitBase):
                 except ValueError:
                     return float(u.Quantity(v).to_value(unit))
         except (TypeError, ValueError) as e:
-            raise ValueError(f"expected a number in {unit} or a quantity such as "
-                             f"'2 {unit}': {e}") from None
+            raise ValueError(f"expected a number in {_unit_name(unit)} or a quantity such as "
+                             f"'2 {_unit_name(unit)}': {e}") from None
         return v
     return convert
+
+
+def _unit_name(unit: str) -> str:
+    """The canonical spelling of an astropy unit string (``"day"`` -> ``"d"``)."""
+    import astropy.units as u
+    return u.Unit(unit).to_string()
 
 
 def Quantity(unit: str, **field_kw):
@@ -94,11 +104,17 @@ def Quantity(unit: str, **field_kw):
     The graph file stores a plain number in ``unit``; a string with another compatible unit
     (``"2 min"`` for a field in ``s``) is converted on validation. The JSON Schema carries the
     unit as ``"unit"`` so the editor and ``starloom node`` can show it.
+
+    astropy.units (~0.4 s to import) is only imported to convert a string or a quantity, or to
+    write the schema: declaring a node and validating plain numbers do not need it.
     """
-    unit_obj = u.Unit(unit)
-    extra = field_kw.pop("json_schema_extra", {}) | {"unit": unit_obj.to_string()}
-    return Annotated[float, Field(json_schema_extra=extra, **field_kw),
-                     BeforeValidator(_to_unit(unit_obj))]
+    extra = field_kw.pop("json_schema_extra", {})
+
+    def schema_extra(schema: dict) -> None:
+        schema.update(extra, unit=_unit_name(unit))
+
+    return Annotated[float, Field(json_schema_extra=schema_extra, **field_kw),
+                     BeforeValidator(_to_unit(unit))]
 
 
 def Knob(default: Any = ..., **field_kw):

@@ -133,7 +133,15 @@ def _outputs(run_dir: Path) -> tuple[str, str]:
     return links, figs
 
 
-def _timeline(events: list[dict]) -> str:
+MAX_TIMELINE_NODES = 120  # more bars than a page can show; the node table has the times
+
+
+def _timeline(events: list[dict], status: str, n_nodes: int) -> str:
+    if status == "running":  # the report written as a run starts: nothing to draw yet
+        return "<p><small>drawn when the run ends</small></p>"
+    if n_nodes > MAX_TIMELINE_NODES:
+        return (f"<p><small>{n_nodes} nodes: no timeline above {MAX_TIMELINE_NODES}; the node "
+                "table gives each node's time</small></p>")
     try:
         png = timeline_png(last_attempt(events))
     except Exception as e:  # noqa: BLE001 - a plotting failure must not cost the report
@@ -181,7 +189,7 @@ def write_report(run_dir: Path) -> Path:
 <h2 id='nodes'>Nodes</h2>
 <table><tr><th>node</th><th>type</th><th>state</th><th>seconds</th><th>frames</th><th>message</th></tr>
 {_node_table(nodes)}</table>
-<h2 id='timeline'>Timeline</h2>{_timeline(events)}
+<h2 id='timeline'>Timeline</h2>{_timeline(events, st, len(nodes))}
 <h2 id='sections'>Node sections</h2>{per_node}
 <h2 id='outputs'>Outputs</h2><ul>{links or '<li>none</li>'}</ul>
 {out_figs}

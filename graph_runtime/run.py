@@ -18,36 +18,38 @@ cache.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
+import pickle
 import platform
 import secrets
 import shutil
 import tempfile
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from astropy.nddata import CCDData
+from starloom.astro.errors import StarloomError
 
-from starloom.astro import fits as fitsio
-from starloom.astro.errors import FrameRejected, StarloomError
-from starloom.astro.frames import FrameRef, FrameSeries
-
-from .cache import Cache, code_identity, node_key, value_key
+from .cache import Cache, code_identity, node_key
+from .cache_values import value_key
+from .context import NodeContext
 from .errors import Cancelled, NodeError
 from .events import Event
 from .executor import Executor, LocalExecutor
+from .frame_task import FrameTask, check_outputs, compute_frame
 from .graph import Plan, PlannedNode
 from .node import key_params
-from .versions import library_version, starloom_version
-from .provenance import Notes, add_provenance
+from .versions import library_version
 from .runs import now_utc, write_json, write_running
+
+__all__ = ["NodeContext", "Run", "RunOutputs", "RunResult", "STAGING", "library_versions",
+           "new_run_dir"]
 
 #: Folder of the run directory where nodes write their outputs until they succeed.
 STAGING = ".staging"
@@ -59,104 +61,6 @@ LIBRARIES = ("starloom", "numpy", "scipy", "astropy", "ccdproc", "astroalign", "
 def library_versions() -> dict[str, str | None]:
     """Versions of the libraries a run's results depend on, for environment.json and manifests."""
     return {name: library_version(name) for name in LIBRARIES}
-
-
-class NodeContext:
-    """What a node's ``run`` may touch: its output and artifact files, progress, diagnostics.
-
-    Attributes
-    ----------
-    node_id : str
-        Id of the running node.
-    frame : str or None
-        Name of the frame, for one frame of a per-frame node.
-    diagnostics : dict
-        JSON-able results the node records (``artifacts/<node_id>.json``, cached with it).
-    files : dict of str to Path
-        Files the node wrote through ``output_path``/``artifact_path``, by run-relative path.
-    notes : list of (CCDData or None, str)
-        Provenance notes given to :meth:`history`, read by the runtime.
-    """
-
-    def __init__(self, run: "Run", node_id: str, frame: str | None = None):
-        self._run = run
-        self.node_id = node_id
-        self.frame = frame
-        self.diagnostics: dict[str, Any] = {}
-        self.files: dict[str, Path] = {}
-        self.notes: Notes = []
-
-    def output_path(self, filename: str) -> Path:
-        """Path for a file this node writes into ``outputs/`` (recorded so the cache restores it).
-
-        The path is in the run's staging folder (``.staging/<node_id>/outputs/``): the runtime
-        moves the file into ``outputs/`` only when the node succeeds (and rewrites the node's
-        ``Path`` outputs naming it), so a failed or killed node leaves nothing half-written
-        there.
-        """
-        return self._file("outputs", filename, staged=True)
-
-    def artifact_path(self, filename: str) -> Path:
-        """Path in ``artifacts/<node_id>/`` for a plot or other diagnostic file."""
-        return self._file(f"artifacts/{self.node_id}", filename)
-
-    def _file(self, folder: str, filename: str, staged: bool = False) -> Path:
-        rel = Path(folder) / filename
-        if Path(filename).is_absolute() or ".." in Path(filename).parts:
-            raise NodeError(self.node_id, f"file name '{filename}' must stay inside {folder}/")
-        path = (self._run.staging(self.node_id) if staged else self._run.dir) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.files[rel.as_posix()] = path
-        return path
-
-    def hash_file(self, path) -> str:
-        """sha256 of a file's content (memoized by the cache)."""
-        return self._run.cache.hash_file(path)
-
-    def cache_dir(self, name: str) -> Path:
-        """A persistent folder for data a node reuses across runs, e.g. plate-solving indexes.
-
-        Not a node output and not part of any cache key: only for data that speeds up work
-        without changing its result. ``name`` is one plain folder name shared by the nodes that
-        use it (see :meth:`Cache.scratch_dir`).
-        """
-        return self._run.cache.scratch_dir(name)
-
-    def history(self, note: str, image: CCDData | None = None):
-        """Add a line to the provenance HISTORY the runtime writes into the image outputs.
-
-        Parameters
-        ----------
-        note : str
-            E.g. ``"stacked 8 frames"``; written as ``HISTORY   stacked 8 frames`` after the
-            node's type, version and parameters.
-        image : CCDData, optional
-            Only for this image (an output, or a frame of a ``FrameSeries`` output), e.g. one of
-            several master darks; default: every image output of this call.
-        """
-        self.notes.append((image, note))
-
-    def progress(self, done: int, total: int):
-        """Report ``done`` of ``total`` steps (and stop here if the run was cancelled)."""
-        self._run.check_cancelled()
-        self._run.emit(Event.PROGRESS, node=self.node_id, frame=self.frame, done=done,
-                       total=total, log=False)
-
-    def graph_json(self) -> str | None:
-        """The graph as run (parameters given, paths resolved) as JSON text, with the running
-        Starloom version in ``metadata.created_with``: what save nodes embed in the images they
-        write (see :mod:`.embedded`). None outside :meth:`Run.execute`."""
-        doc = getattr(self._run, "plan_document", None)
-        if doc is None:
-            return None
-        doc = doc.model_copy(deep=True)
-        doc.metadata.created_with = {**doc.metadata.created_with, "starloom": starloom_version()}
-        return doc.to_json()
-
-    def warn(self, message: str):
-        """Record a warning in the diagnostics and show it (the node goes on)."""
-        self.diagnostics.setdefault("warnings", []).append(message)
-        self._run.emit(Event.WARNING, node=self.node_id, frame=self.frame, message=message)
 
 
 class RunOutputs(Mapping):
@@ -206,8 +110,9 @@ class Run:
     cache : Cache or None
         Store of node outputs; None for ``--no-cache`` (a throwaway store inside the run, removed
         at the end, still holds per-frame outputs while the run needs them).
-    executor : Executor
-        Where per-frame work runs.
+    executor : Executor, optional
+        Where the frames of per-frame nodes are computed (:mod:`.executor`); default: in this
+        process, one after another. Closed with the run (its worker processes end).
     force : set of str
         Node ids to recompute even when cached.
     listeners : list of callable(event: dict)
@@ -309,7 +214,8 @@ class Run:
         try:
             with warnings.catch_warnings():
                 # Repairs are reported once, by the node that loads the files.
-                warnings.simplefilter("ignore", fitsio.HeaderRepairWarning)
+                from starloom.astro.fits import HeaderRepairWarning
+                warnings.simplefilter("ignore", HeaderRepairWarning)
                 self._walk(plan, result)
             result.outputs = RunOutputs(self, [pn.spec.id for pn in plan.nodes])
         except Cancelled as e:
@@ -335,6 +241,7 @@ class Run:
     def close(self):
         # Keys of nodes that failed or were cancelled: other processes waiting for them go on.
         self.cache.release_claims()
+        self.executor.close()  # worker processes or a Dask cluster this run started
         if not self._events.closed:
             self._events.close()
         if self._tmp_cache:
@@ -415,7 +322,8 @@ class Run:
             else:
                 ctx = NodeContext(self, nid)
                 out = cls().run(ctx, pn.params, **inputs)
-                _check_outputs(pn, out)
+                check_outputs(nid, cls, out)
+                from .provenance import add_provenance
                 out = add_provenance(out, cls, pn.params, ctx.notes)
                 diagnostics, files = ctx.diagnostics, ctx.files
         except (Cancelled, NodeError):
@@ -427,10 +335,13 @@ class Run:
         port_keys = {port: value_key(v) for port, v in out.items()}
         manifest = {"pre_image": pre, "node": nid, "seconds": seconds, "port_keys": port_keys,
                     "libraries": library_versions(), "diagnostics": diagnostics}
-        if cls.cacheable:
-            out = self.cache.put(key, out, manifest, files)
+        # Without a cache (--no-cache) the throwaway store only holds what is worth freeing
+        # from memory (images, series, tables); plain values stay in memory, no entry written.
+        store = cls.cacheable and not (self._tmp_cache and _plain(out))
+        if store:
+            out = self.cache.put(key, out, manifest, files)  # releases the key _claim took
         self._write_artifact(nid, diagnostics)
-        self._keep(nid, out, port_keys, key if cls.cacheable else None)
+        self._keep(nid, out, port_keys, key if store else None)
         result.executed.append(nid)
         self.emit(Event.NODE_FINISHED, node=nid, key=key, seconds=round(seconds, 3))
 
@@ -441,98 +352,86 @@ class Run:
             self._stored[nid] = key
 
     def _fail(self, nid: str, e: Exception, frame: str | None = None):
+        import traceback
         msg = str(e) if isinstance(e, StarloomError) else f"{type(e).__name__}: {e}"
         self.emit(Event.NODE_FAILED, node=nid, frame=frame, message=msg,
                   traceback=traceback.format_exc())
         raise NodeError(nid, msg, frame=frame) from e
 
     def _per_frame(self, pn: PlannedNode, inputs, in_keys, fp, params_json, result):
+        from starloom.astro.frames import FrameSeries
         nid, cls, port = pn.spec.id, pn.cls, pn.cls.per_frame
-        series: FrameSeries = inputs[port]
+        series = inputs[port]
         if not isinstance(series, FrameSeries):
             raise NodeError(nid, f"input '{port}' must be a FrameSeries")
         shared_keys = {p: k for p, k in in_keys.items() if p != port}
         shared = {p: v for p, v in inputs.items() if p != port}
-        refs: dict[str, list[FrameRef | None]] = {p: [None] * len(series) for p in cls.outputs}
-        diagnostics: dict[str, Any] = {}
+        found: dict[int, tuple[dict | None, dict]] = {}  # frame index -> (refs, diagnostics)
         files: dict[str, Path] = {}  # every frame's artifacts, so a cached node restores them
-
-        def collect(i: int, entry_frames: dict[str, FrameRef] | None, diag: dict):
-            for p, r in (entry_frames or {}).items():
-                refs[p][i] = r
-            diagnostics[series.refs[i].name] = diag
-
         todo = []
+        code = code_identity(cls)
         for i, ref in enumerate(series.refs):
             fkey, fpre = node_key(cls.type_id, cls.version, params_json,
-                                  {port: ref.key, **shared_keys}, fp, code_identity(cls))
+                                  {port: ref.key, **shared_keys}, fp, code)
             entry = None if nid in self.force else self.cache.lookup(fkey)
             if entry is None:
-                todo.append((i, ref, fkey, fpre))
+                todo.append((i, FrameTask(cls, nid, pn.params, shared, ref, fkey, fpre,
+                                          nid in self.force, str(self.dir.absolute()),
+                                          str(self.cache.root),
+                                          getattr(self, "plan_document", None))))
                 continue
             files.update(entry.restore_files(self.dir))
-            collect(i, entry.frames, entry.diagnostics)
+            found[i] = entry.frames, entry.diagnostics
             result.frames_cached += 1
             self.emit(Event.FRAME_CACHED, node=nid, frame=ref.name)
-
-        def compute(task):
-            return self._frame(pn, shared, *task)
-
-        for n_done, (j, (frames, diag, seconds, frame_files)) in enumerate(
-                self.executor.map(compute, todo), 1):
-            i, ref = todo[j][0], todo[j][1]
-            files.update(frame_files)
-            collect(i, frames, diag)
-            if seconds is None:  # another process stored it while this one waited (_frame)
-                result.frames_cached += 1
-                self.emit(Event.FRAME_CACHED, node=nid, frame=ref.name)
-            else:
-                result.frames_computed += 1
-                self.emit(Event.FRAME_COMPUTED, node=nid, frame=ref.name,
-                          seconds=round(seconds, 3))
-            self.emit(Event.PROGRESS, node=nid, done=n_done, total=len(todo), log=False)
-        kept = {p: [r for r in rs if r is not None] for p, rs in refs.items()}
+        self._compute_frames(todo, found, files, result)
+        diagnostics = {series.refs[i].name: found[i][1] for i in sorted(found)}
+        kept = {p: [found[i][0][p] for i in sorted(found) if found[i][0] is not None]
+                for p in cls.outputs}
         if series.refs and not any(kept.values()):
-            raise NodeError(nid, f"every frame was rejected (e.g. {series.refs[0].name}: "
-                                 f"{diagnostics[series.refs[0].name].get('rejected')})")
-        return {p: FrameSeries(r) for p, r in kept.items()}, {"frames": diagnostics}, files
+            first = series.refs[0].name
+            raise NodeError(nid, f"every frame was rejected (e.g. {first}: "
+                                 f"{diagnostics[first].get('rejected')})")
+        return {p: FrameSeries(r) for p, r in kept.items()}, {"frames": diagnostics}, \
+            dict(sorted(files.items()))
 
-    def _frame(self, pn: PlannedNode, shared: dict, i: int, ref: FrameRef, fkey: str, fpre: dict):
-        """Compute and store one frame; returns (output refs or None, diagnostics, s, files).
-
-        ``s`` is None when another process stored the frame while this one waited for it.
-        """
-        nid = pn.spec.id
-        self.check_cancelled()
-        entry = self.cache.claim(fkey, force=nid in self.force)
-        if entry is not None:
-            return entry.frames, entry.diagnostics, None, entry.restore_files(self.dir)
-        ctx = NodeContext(self, nid, frame=ref.name)
-        manifest = {"pre_image": fpre, "node": nid, "frame": ref.name}
-        t0 = time.perf_counter()
+    def _compute_frames(self, todo: list[tuple[int, FrameTask]], found: dict, files: dict,
+                        result: RunResult):
+        """Compute the frames ``todo`` (frame index, task) with the executor; fills ``found``
+        and ``files`` and replays what each frame's node reported in a worker."""
+        if not todo:
+            return
+        local = self.executor.in_process or len(todo) == 1 or not _picklable(todo[0][1])
+        fn = functools.partial(compute_frame, host=self) if local else compute_frame
+        runner = LocalExecutor() if local else self.executor
+        done = runner.map(fn, [task for _, task in todo])
         try:
-            out = pn.cls().run(ctx, pn.params, frame=ref.read(), **shared)
-            _check_outputs(pn, out, per_frame=True)
-        except FrameRejected as e:
-            ctx.diagnostics["rejected"] = str(e)
-            self.cache.put_rejected(fkey, str(e), {**manifest, "diagnostics": ctx.diagnostics},
-                                    ctx.files)
-            self.emit(Event.FRAME_REJECTED, node=nid, frame=ref.name, message=str(e))
-            return None, ctx.diagnostics, time.perf_counter() - t0, ctx.files
-        except (Cancelled, NodeError):
-            raise
-        except Exception as e:
-            self._fail(nid, e, frame=ref.name)
-        out = add_provenance(out, pn.cls, pn.params, ctx.notes)
-        seconds = time.perf_counter() - t0
-        frames = self.cache.put_frame(
-            fkey, out, {**manifest, "seconds": seconds, "diagnostics": ctx.diagnostics},
-            ctx.files, name=ref.name, meta={"path": ref.meta.get("path")})
-        return frames, ctx.diagnostics, seconds, ctx.files
+            for n_done, (j, res) in enumerate(done, 1):
+                i, task = todo[j]
+                nid, name = task.node_id, task.ref.name
+                for event, fields in res.events:
+                    self.emit(Event(event), **fields)
+                files.update(res.files)
+                if res.error is not None:
+                    self.emit(Event.NODE_FAILED, node=nid, frame=name, message=res.error,
+                              traceback=res.trace)
+                    raise NodeError(nid, res.error, frame=name)
+                found[i] = res.frames, res.diagnostics
+                if res.seconds is None:  # another process stored it while this one waited
+                    result.frames_cached += 1
+                    self.emit(Event.FRAME_CACHED, node=nid, frame=name)
+                else:
+                    result.frames_computed += 1
+                    self.emit(Event.FRAME_COMPUTED, node=nid, frame=name,
+                              seconds=round(res.seconds, 3))
+                self.emit(Event.PROGRESS, node=nid, done=n_done, total=len(todo), log=False)
+                self.check_cancelled()
+        finally:
+            done.close()  # cancels the frames not started (a failure, a cancelled run)
 
     def _claim(self, cls, nid: str, key: str):
         """The node's cache entry, or None to compute it (holding its key, see Cache.claim)."""
-        if not cls.cacheable:
+        if not cls.cacheable or self._tmp_cache:  # a throwaway store starts empty, unshared
             return None
         if cls.per_frame:  # its frames are claimed one at a time (_frame)
             return None if nid in self.force else self.cache.lookup(key)
@@ -546,18 +445,20 @@ class Run:
             write_json(self.dir / "artifacts" / f"{nid}.json", diagnostics)
 
 
-def _check_outputs(pn: PlannedNode, out, per_frame: bool = False):
-    nid = pn.spec.id
-    if not isinstance(out, dict):
-        raise NodeError(nid, f"run() returned {type(out).__name__}, expected a dict of outputs")
-    missing = set(pn.cls.outputs) - set(out)
-    extra = set(out) - set(pn.cls.outputs)
-    if missing or extra:
-        raise NodeError(nid, f"run() returned ports {sorted(out)}, declared {sorted(pn.cls.outputs)}")
-    if per_frame:
-        for p, v in out.items():
-            if not isinstance(v, CCDData):
-                raise NodeError(nid, f"per-frame output '{p}' must be one CCDData frame")
+def _plain(values: dict) -> bool:
+    """Whether output values are small JSON-like values (numbers, text, flags, lists)."""
+    return all(isinstance(v, (int, float, str, bool, list, dict, type(None)))
+               for v in values.values())
+
+
+def _picklable(task: FrameTask) -> bool:
+    """Whether a task's node class and parameters can go to another process (a class defined
+    inside a function cannot; its frames are then computed in the run's process)."""
+    try:
+        pickle.dumps((task.node_cls, task.params))
+    except Exception:
+        return False
+    return True
 
 
 def new_run_dir(parent: str | os.PathLike = "runs") -> Path:

@@ -200,6 +200,7 @@ class PlateSolve(Node):
     type_id = "astrometry.plate_solve"
     libraries = ("astropy",)
     version = 2  # 2: 'sip_order' became 'sip_degree'
+    implementation = 2  # 2: image2xy source list, hint radius widened by the field size
     title = "Plate solve"
     category = "astrometry"
     per_frame = "frames"
@@ -220,8 +221,9 @@ class PlateSolve(Node):
     class Params(DetectionParams, SkyPositionParams):
         radius: Quantity("deg", gt=0, le=180) | None = Field(
             None, json_schema_extra=_DEG,
-            description="Search radius around the position hint; empty: 2 deg (stock indexes), "
-                        "1 deg (small-field indexes)")
+            description="Search radius of the field centre around the position hint; empty: "
+                        "2 deg (stock indexes; the field's half diagonal is added), 1 deg "
+                        "(small-field indexes)")
         scale_low: Quantity(PIXEL_SCALE, gt=0, le=3600) | None = Field(
             None, json_schema_extra={"unit": PIXEL_SCALE},
             description="Smallest plausible pixel scale; empty: from the header, else unknown")
@@ -242,6 +244,9 @@ class PlateSolve(Node):
                                                            "(0: pure TAN)")
         max_stars: int = Field(300, ge=10, le=10_000,
                                description="Brightest detected stars passed to the solver")
+        image2xy: bool = Field(True, description="Also try the sources astrometry.net's own "
+                               "extractor (image2xy) finds, as plain solve-field does: it keeps "
+                               "the elongated stars of wide-angle fields")
         on_failure: Literal["reject", "fail"] = Field(
             "reject", description="An unsolvable frame is dropped from the series with its "
                                   "reason ('reject') or fails the run ('fail')")
@@ -273,7 +278,8 @@ class PlateSolve(Node):
                 radius_deg=params.radius, scale_low=params.scale_low,
                 scale_high=params.scale_high, index_dirs=dirs, timeout_s=params.timeout,
                 small_field=params.small_field == "auto", cache_dir=_cache_dir(ctx), hints=hints,
-                max_stars=params.max_stars, sip_degree=params.sip_degree)
+                max_stars=params.max_stars, sip_degree=params.sip_degree,
+                image=mean_plane(ccd)[0] if params.image2xy else None)
         except PlateSolveError as e:  # 'reject' or 'fail': _on_failure raises
             _on_failure(params.on_failure, ctx, f"frame '{ctx.frame}': {e}")
         index = Path(res.index).name

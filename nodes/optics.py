@@ -136,12 +136,13 @@ class FocalPlaneView(Node):
         max_fwhm: float = Field(30.0, gt=0, le=1000, description="Larger sources (galaxies) "
                                                                  "are left out, px")
 
-    inputs = {"image": Port("Image", "an image with stars (a light frame or a stack)")}
+    inputs = {"image": Port(("Image", "FrameSeries"), "an image with stars (a light frame or a stack; of frames: the first)")}
     outputs = {"tiles": Port("Table", "per tile: centre, n_stars, fwhm (px), eccentricity, "
                                       "orientation (deg); meta: tilt and curvature"),
                "stars": Port("Table", "per star: x, y, flux, fwhm, eccentricity, orientation")}
 
     def run(self, ctx, params, image):
+        image = single_image(image, ctx)
         stars = measure_sources(image.data, detection_sigma=params.detection_sigma,
                                 min_fwhm=params.min_fwhm, max_fwhm=params.max_fwhm)
         fp = focal_plane(stars, image.data.shape[-2:], n_tiles=(params.tiles_y, params.tiles_x),
@@ -212,13 +213,14 @@ class PSFMap(Node):
         detection_sigma: float = Field(5.0, gt=0, le=1000, description="Star detection "
                                        "threshold, in background sigma")
 
-    inputs = {"image": Port("Image", "an image with stars")}
+    inputs = {"image": Port(("Image", "FrameSeries"), "an image with stars (of frames: the first)")}
     outputs = {"regions": Port("Table", "per region: ix, iy, bounds, n_stars, fwhm (px)")}
 
     def run(self, ctx, params, image):
         from astropy.stats import sigma_clipped_stats
         from astropy.table import Table
 
+        image = single_image(image, ctx)
         stars = measure_sources(image.data, detection_sigma=params.detection_sigma)
         _, background, _ = sigma_clipped_stats(image.data, sigma=3.0)
         regions = psf_map(image.data - background, stars,

@@ -171,7 +171,7 @@ class Segmentation(Node):
         deblend: bool = Field(True, description="Split overlapping sources")
         smoothing: float = Field(1.5, ge=0, le=50, description="Gaussian smoothing sigma, px")
 
-    inputs = {"image": Port("Image", "image")}
+    inputs = {"image": Port(("Image", "FrameSeries"), "image (of frames: the first)")}
     outputs = {"segmentation": Port("Image", "labels, int32: 0 background, 1..n sources"),
                "sources": Port("Table", "label, x, y, flux, area, ellipticity, orientation, fwhm")}
 
@@ -179,6 +179,7 @@ class Segmentation(Node):
         from astropy.nddata import CCDData
         from starloom.astro.sources import segment
 
+        image = single_image(image, ctx)
         labels, table = segment(_plane(image, "image"), detection_sigma=params.detection_sigma,
                                 min_area=params.min_area, deblend=params.deblend,
                                 smoothing=params.smoothing)
@@ -205,14 +206,15 @@ class Deconvolve(Node):
                                     "Gaussian of psf_fwhm")
         psf_fwhm: float = Field(3.0, gt=0, le=100, description="FWHM of the Gaussian PSF, px")
 
-    inputs = {"image": Port("Image", "image"),
+    inputs = {"image": Port(("Image", "FrameSeries"), "image (of frames: the first)"),
               "psf": Port("Image", "point-spread function image", optional=True)}
     outputs = {"image": Port("Image", "deconvolved image")}
 
     def run(self, ctx, params, image, psf=None):
-        from starloom.astro.sources import gaussian_psf, richardson_lucy
-        from starloom.astro.sources import measured_psf, plot_before_after
+        from starloom.astro.sources import (gaussian_psf, measured_psf, plot_before_after,
+                                            richardson_lucy)
 
+        image = single_image(image, ctx)
         data = _plane(image, "image")
         if psf is not None:
             kernel, source = np.asarray(psf.data, float), "input"
@@ -248,13 +250,14 @@ class Overlay(Node):
                                   "each position (e.g. name); empty: none")
         title: str = Field("", max_length=200, description="Plot title")
 
-    inputs = {"image": Port("Image", "image"),
+    inputs = {"image": Port(("Image", "FrameSeries"), "image (of frames: the first)"),
               "table": Port("Table", "positions: x, y (px) or ra, dec (deg)")}
     outputs = {"path": Port("Path", "written figure")}
 
     def run(self, ctx, params, image, table):
         from starloom.astro.plots import plot_annotated
 
+        image = single_image(image, ctx)
         label = params.label_column or None
         if label and label not in table.colnames:
             raise StarloomError(f"parameter 'label_column': no column '{label}' in the table "

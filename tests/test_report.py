@@ -136,3 +136,13 @@ def test_timeline_spans_from_events():
     assert spans["c"]["state"] == "failed"
     assert timeline_png(ev)[:8] == b"\x89PNG\r\n\x1a\n"
     assert timeline_png([]) is None
+
+
+def test_timeline_not_drawn_while_running_or_for_huge_graphs():
+    from starloom.graph_runtime.report import MAX_TIMELINE_NODES, _timeline
+
+    ev = [{"t": "2026-01-01T00:00:00", "event": "node_started", "node": "a"},
+          {"t": "2026-01-01T00:00:02", "event": "node_finished", "node": "a"}]
+    assert "alt='timeline'" in _timeline(ev, "ok", 1)
+    assert "when the run ends" in _timeline(ev, "running", 1)
+    assert "no timeline" in _timeline(ev, "ok", MAX_TIMELINE_NODES + 1)

@@ -1,34 +1,69 @@
-"""Startup: building the node registry imports none of the heavy science libraries.
+"""Startup: `starloom nodes` and `starloom validate` import none of the heavy science libraries,
+and not the run-time engine (executor, cache, run directory).
 
-`starloom nodes`, `starloom validate` and the editor's node list only need the node
-declarations; photutils, reproject, astroalign, scikit-image, matplotlib, ccdproc and sep are
-imported inside the functions of the nodes that use them (issue 13, "Startup"). A behaviour
-test, run in a fresh interpreter; the timing is benchmarks/bench_startup.py's job.
+They only need the node declarations and the planner; photutils, reproject, astroalign,
+scikit-image, matplotlib, ccdproc, sep, scikit-learn, colour-demosaicing, astroscrappy, dask
+and bottleneck are imported inside the functions of the nodes that use them (issue 13,
+"Startup"). A behaviour test, run in a fresh interpreter; the timing is
+benchmarks/bench_startup.py's job.
 """
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-# scipy is not listed: astropy.nddata imports scipy.sparse, and the cache module imports
-# astropy.nddata when the command line starts (to be made lazy there).
-HEAVY = ("photutils", "reproject", "astroalign", "skimage", "matplotlib", "ccdproc", "sep")
+import pytest
+
+# scipy is not listed: astropy.nddata imports scipy.sparse, and node modules import
+# astropy.nddata when the registry is built.
+HEAVY = ("photutils", "reproject", "astroalign", "skimage", "matplotlib", "ccdproc", "sep",
+         "sklearn", "colour_demosaicing", "astroscrappy", "dask", "distributed", "bottleneck")
+# What only running a graph needs.
+RUNTIME = ("starloom.graph_runtime.run", "starloom.graph_runtime.cache",
+           "starloom.graph_runtime.executor", "starloom.graph_runtime.frame_task",
+           "starloom.graph_runtime.provenance")
+DEMO = Path(__file__).resolve().parents[1] / "example_graphs" / "demo.json"
 
 PROBE = """
 import json, sys
 from starloom.cli.main import main
-code = main(["nodes"])
+code = main(sys.argv[1:])
 print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
 """
 
 
-def test_starloom_nodes_imports_no_heavy_library():
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+def loaded_by(*args) -> tuple[subprocess.CompletedProcess, set[str]]:
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stderr.strip().splitlines()[-1])
     assert report["code"] == 0
-    assert "stacking.combine" in done.stdout
-    loaded = {name.split(".")[0] for name in report["modules"]}
-    assert sorted(loaded & set(HEAVY)) == []
+    return done, set(report["modules"])
+
+
+@pytest.mark.parametrize("command", [["nodes"], ["validate", str(DEMO)]],
+                         ids=["nodes", "validate"])
+def test_listing_and_validating_import_no_heavy_library_nor_the_runtime(command):
+    done, modules = loaded_by(*command)
+    assert ("stacking.combine" if command == ["nodes"] else "valid") in done.stdout
+    top = {name.split(".")[0] for name in modules}
+    assert sorted(top & set(HEAVY)) == []
+    assert sorted(modules & set(RUNTIME)) == []
+
+
+def test_versions_from_dist_info_names_equal_the_metadata():
+    """Library versions enter cache keys: the fast lookup (dist-info folder names) must give
+    what importlib.metadata reads from each distribution's METADATA."""
+    from importlib.metadata import distributions
+
+    from starloom.graph_runtime.versions import _dist_info_versions, _normalized, library_version
+    fast = _dist_info_versions()
+    checked = 0
+    for dist in distributions():
+        name = dist.metadata["Name"]
+        if _normalized(name) in fast:
+            assert library_version(name) == dist.version, name
+            checked += 1
+    assert checked > 20 and library_version("astropy") and library_version("no-such-lib") is None

@@ -1,0 +1,82 @@
+"""The Dask executor: the frames of per-frame nodes as Dask tasks.
+
+``starloom run GRAPH --executor dask`` starts a ``dask.distributed.LocalCluster`` (one
+single-threaded worker process per core, or ``--workers N``); ``--scheduler ADDRESS`` (e.g.
+``tcp://10.0.0.5:8786``) uses a running cluster instead, e.g. one dask-jobqueue started on
+SLURM or PBS. Each frame is one task (``client.map`` of
+:func:`~.frame_task.compute_frame`, ``pure=False``) that reads its frame from its file, stores
+its result in the cache and returns references; the run itself (planning, whole-image nodes
+such as the stack, the run directory) stays in the ``starloom`` process.
+
+What every worker must see at the same paths: the graph's input files, the cache folder
+(``--cache`` or ``STARLOOM_CACHE``) and the run directory (workers write per-frame artifacts
+there). A task whose worker dies (killed, out of memory) is run again on another worker by the
+scheduler (up to ``distributed.scheduler.allowed-failures`` times); a task that raises is
+retried ``retries`` times. A recomputed frame gives the same bits: nodes are deterministic and
+the cache's per-key lock makes a second computation of one key wait and reuse the first.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .executor import Executor
+
+
+class DaskExecutor(Executor):
+    """Frames as tasks on a Dask cluster (started on first use, closed by :meth:`close`).
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler; default: start a ``LocalCluster``.
+    workers : int
+        Worker processes of the ``LocalCluster`` (one thread each).
+    retries : int
+        Times a task that raised is tried again.
+    client : distributed.Client, optional
+        An existing client to use (not closed by :meth:`close`).
+    """
+
+    def __init__(self, scheduler: str | None = None, workers: int = 1, retries: int = 2,
+                 client=None):
+        self.scheduler, self.workers, self.retries = scheduler, workers, retries
+        self._client, self._own = client, client is None
+        self._cluster = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from distributed import Client, LocalCluster
+            if self.scheduler:
+                self._client = Client(self.scheduler)
+            else:
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                             processes=True, dashboard_address=None)
+                self._client = Client(self._cluster)
+        return self._client
+
+    def map(self, fn, items):
+        from distributed import as_completed
+        items, kwargs = list(items), {}
+        shared = getattr(items[0], "shared", None) if items else None
+        if shared and all(getattr(t, "shared", None) is shared for t in items):
+            # The frames' common inputs (e.g. a master bias) go to the workers once, not once
+            # per task; compute_frame puts them back into each task.
+            kwargs["shared"] = self.client.scatter([shared], broadcast=True, hash=False)[0]
+            items = [dataclasses.replace(t, shared={}) for t in items]
+        futures = self.client.map(fn, items, retries=self.retries, pure=False, **kwargs)
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for fut in as_completed(futures):
+                yield index[fut.key], fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    def close(self) -> None:
+        if self._own and self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
