@@ -314,7 +314,7 @@ def _combine(series, cal, indices, options, progress=None):
     """Sigma-clipped mean of frames ``indices`` (normalised), its standard error (ddof=1),
     the number of values kept and the number rejected."""
     sub = FrameSeries([series.refs[i] for i in indices])
-    reader = sub._band_reader(transform=lambda k, y0, y1, b: cal(indices[k], y0, y1, b))
+    reader = sub.band_reader(transform=lambda k, y0, y1, b: cal(indices[k], y0, y1, b))
     res = combine_bands(reader, len(indices), series.shape, method="average",
                         rejection="sigma_clip", sigma_low=options.sigma_low,
                         sigma_high=options.sigma_high, maxiters=5,

@@ -181,7 +181,7 @@ class FrameSeries(Sequence):
         return {k: FrameSeries(groups[k]) for k in order}
 
     # --- reductions, band by band -------------------------------------------------------------
-    def _band_reader(self, transform=None, raw=False, readers=None):
+    def band_reader(self, transform=None, raw=False, readers=None):
         """``read_band(i, y0, y1)`` over the files (in-memory frames sliced). ``raw``: FITS
         rows may come as stored integers (e.g. uint16, what ``combine_bands`` reads fastest);
         otherwise, and always for ``transform``, they are float32. ``readers``: the
@@ -245,13 +245,13 @@ class FrameSeries(Sequence):
         if method in ("max", "min", "percentile"):
             fn = {"max": np.nanmax, "min": np.nanmin,
                   "percentile": lambda a, axis: np.nanpercentile(a, percentile, axis=axis)}[method]
-            data = _band_apply(self._band_reader(transform), len(self), shape, fn)
+            data = _band_apply(self.band_reader(transform), len(self), shape, fn)
             mask, unc = ~np.isfinite(data), None
         else:
             readers: dict[str, RowReader] = {}
             stored = None if transform is not None or scales is not None else _stored_dtype(
                 self.refs, readers)
-            res = combine_bands(self._band_reader(transform, raw=True, readers=readers),
+            res = combine_bands(self.band_reader(transform, raw=True, readers=readers),
                                 len(self), shape, method=method, rejection=rejection,
                                 sigma_low=sigma_low, sigma_high=sigma_high, weights=weights,
                                 scales=scales, progress=progress, stored_dtype=stored, **kw)
@@ -262,11 +262,12 @@ class FrameSeries(Sequence):
             if k.startswith(("BZERO", "BSCALE", "BLANK")):
                 del header[k]
         header["NCOMBINE"] = (len(self), "number of frames combined")
-        return CCDData(data, unit=_unit_of(first), mask=None if mask is None or not mask.any() else mask,
+        return CCDData(data, unit=unit_of(first), mask=None if mask is None or not mask.any() else mask,
                        uncertainty=None if unc is None else StdDevUncertainty(unc), meta=header)
 
 
-def _unit_of(ref: FrameRef):
+def unit_of(ref: FrameRef):
+    """The unit of a frame (BUNIT, default ADU) without reading its pixels."""
     if ref.data is not None:
         return ref.data.unit
     unit = ref.header().get("BUNIT")

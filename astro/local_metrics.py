@@ -91,7 +91,7 @@ def frame_tile_metrics(ccd, tiles: np.ndarray, stars: np.ndarray, fwhm: float) -
     """
     from scipy import ndimage
 
-    from .stars import _adaptive_moments
+    from .stars import adaptive_moments
 
     valid = valid_pixels(ccd)
     data = np.where(valid, np.asarray(ccd.data, dtype=np.float64), 0.0)
@@ -102,7 +102,7 @@ def frame_tile_metrics(ccd, tiles: np.ndarray, stars: np.ndarray, fwhm: float) -
     fw, ecc = np.full(len(stars), np.nan), np.full(len(stars), np.nan)
     peak = np.full(len(stars), np.nan)
     if len(stars):
-        _, _, fw, ecc = _adaptive_moments(sub, stars[:, 0], stars[:, 1], fwhm, valid)
+        _, _, fw, ecc = adaptive_moments(sub, stars[:, 0], stars[:, 1], fwhm, valid)
         yi = np.clip(np.rint(stars[:, 1]).astype(int), 0, sub.shape[0] - 1)
         xi = np.clip(np.rint(stars[:, 0]).astype(int), 0, sub.shape[1] - 1)
         peak = ndimage.maximum_filter(sub, size=3)[yi, xi]

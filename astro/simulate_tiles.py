@@ -292,7 +292,7 @@ def score_stack(image: np.ndarray, session: TileSession, border: int = 12,
         (``1 / (noise * fwhm_median)``, proportional to a point source's matched-filter
         signal-to-noise ratio, flux over noise times PSF width, for Gaussian stars).
     """
-    from .stars import _adaptive_moments
+    from .stars import adaptive_moments
 
     ny, nx = image.shape
     inner = np.zeros(image.shape, bool)
@@ -308,7 +308,7 @@ def score_stack(image: np.ndarray, session: TileSession, border: int = 12,
     pick &= (s[:, 0] > edge) & (s[:, 0] < nx - edge) & (s[:, 1] > edge) & (s[:, 1] < ny - edge)
     s = s[pick]
     sky = float(np.nanmedian(image[starfree]))
-    _, _, fw, _ = _adaptive_moments(np.nan_to_num(image - sky), s[:, 0], s[:, 1], 3.0, valid)
+    _, _, fw, _ = adaptive_moments(np.nan_to_num(image - sky), s[:, 0], s[:, 1], 3.0, valid)
     cy, cx = session.worst_corner
     dist = np.where(np.isfinite(fw), np.hypot(s[:, 0] - cx, s[:, 1] - cy), np.inf)
     corner = dist <= np.quantile(dist[np.isfinite(dist)], 0.25) if np.isfinite(dist).any() else dist < 0

@@ -18,7 +18,7 @@ from .errors import ParamError
 
 
 
-def _adaptive_moments(img, x, y, fwhm0, valid_mask=None, niter=8):
+def adaptive_moments(img, x, y, fwhm0, valid_mask=None, niter=8):
     """Windowed centroids, FWHM and eccentricity from adaptive second moments.
 
     The weight is an elliptical Gaussian iterated to match the star (adaptive moments,
@@ -36,7 +36,7 @@ def _adaptive_moments(img, x, y, fwhm0, valid_mask=None, niter=8):
     chunk = max(64, int(4e6 // (2 * half + 1) ** 2))
     if n > chunk:
         parts = [
-            _adaptive_moments(img, x[i : i + chunk], y[i : i + chunk], fwhm0, valid_mask, niter)
+            adaptive_moments(img, x[i : i + chunk], y[i : i + chunk], fwhm0, valid_mask, niter)
             for i in range(0, n, chunk)
         ]
         return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
@@ -120,7 +120,7 @@ def _dao_measure(sub, thr, bad, fwhm, sharpness_range, roundness_range, max_move
         return Table({c: np.zeros(0) for c in cols})
     x_dao = np.asarray(found["x_centroid"], dtype=float)
     y_dao = np.asarray(found["y_centroid"], dtype=float)
-    xw, yw, fw, ecc = _adaptive_moments(sub, x_dao, y_dao, float(fwhm), valid_mask=~bad)
+    xw, yw, fw, ecc = adaptive_moments(sub, x_dao, y_dao, float(fwhm), valid_mask=~bad)
     # windowed centroid where it converged near the DAOFIND one (better on saturated stars)
     moved = np.hypot(xw - x_dao, yw - y_dao)
     use_w = np.isfinite(moved) & (moved < max_move)

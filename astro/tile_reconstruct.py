@@ -25,7 +25,7 @@ import numpy as np
 from astropy.nddata import CCDData
 
 from .errors import ParamError
-from .frames import _unit_of  # the unit of a frame without reading its pixels
+from .frames import unit_of
 from .tile_grid import hann_window
 
 __all__ = ["Reconstruction", "fuse_tile", "reconstruct_tiles"]
@@ -149,7 +149,7 @@ def reconstruct_tiles(frames, tiles: np.ndarray, weights: np.ndarray, *, used=No
         raise ParamError("best_fraction", f"must be within (0, 1], got {best_fraction}")
     used = np.ones(len(tiles), bool) if used is None else np.asarray(used, bool)
     acc = {k: np.zeros(shape) for k in ("num", "den", "usage", "weight", "rejected")}
-    read_band = frames._band_reader()  # rows of every frame, masked pixels as NaN below
+    read_band = frames.band_reader()  # rows of every frame, masked pixels as NaN below
     rows = sorted({(int(y0), int(y1)) for (_, y0, _, y1) in tiles[used]})
     for r, (y0, y1) in enumerate(rows):
         band = np.empty((n, y1 - y0, shape[-1]), np.float32)
@@ -187,6 +187,6 @@ def _finish(acc: dict, frames, n: int) -> Reconstruction:
             del header[key]
     header["NCOMBINE"] = (n, "number of frames combined")
     header["TILERECO"] = (True, "tile-based quality-weighted reconstruction")
-    image = CCDData(np.where(covered, maps["num"], np.nan).astype(np.float32), unit=_unit_of(frames.refs[0]),
+    image = CCDData(np.where(covered, maps["num"], np.nan).astype(np.float32), unit=unit_of(frames.refs[0]),
                     mask=None if covered.all() else ~covered, meta=header)
     return Reconstruction(image, maps["usage"], maps["weight"], maps["rejected"])

@@ -141,6 +141,7 @@ class Run:
         self.listeners = list(listeners)
         self._events = open(self.dir / "logs" / "run_events.jsonl", "a", encoding="utf-8")
         self._cancel = threading.Event()
+        self.guard_rails: list[dict] = []  # decisions nodes report (e.g. abort/reduced/full)
         self._values: dict[str, dict[str, Any]] = {}  # outputs a later node still reads
         self._port_keys: dict[str, dict[str, Any]] = {}  # content key of every output
         self._stored: dict[str, str] = {}  # node id -> key of its cache entry
@@ -230,6 +231,8 @@ class Run:
                   "cached": result.cached, "frames_computed": result.frames_computed,
                   "frames_cached": result.frames_cached, "started": running["started"],
                   "finished": now_utc(), "host": running["host"], "pid": running["pid"]}
+        if self.guard_rails:
+            status["guard_rails"] = self.guard_rails
         write_json(self.dir / "status.json", status)
         env["finished"] = now_utc()
         write_json(self.dir / "environment.json", env)
@@ -443,6 +446,9 @@ class Run:
     def _write_artifact(self, nid: str, diagnostics: dict):
         if diagnostics:
             write_json(self.dir / "artifacts" / f"{nid}.json", diagnostics)
+            rails = diagnostics.get("guard_rails")
+            if isinstance(rails, list):
+                self.guard_rails += [{"node": nid, **r} for r in rails if isinstance(r, dict)]
 
 
 def _plain(values: dict) -> bool:

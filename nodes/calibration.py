@@ -51,7 +51,7 @@ def _bimodal_choice(ctx, darks: FrameSeries, exptime: float, choice: str) -> Fra
 
 class MasterBias(Node):
     type_id = "calibration.master_bias"
-    libraries = ("astropy", "ccdproc")
+    libraries = ("astropy", "ccdproc", "scipy")  # scipy: GESD rejection, dark optimization
     title = "Master bias"
     category = "calibration"
     description = "Combine bias frames into a master bias (sigma-clipped average by default)."
@@ -75,7 +75,7 @@ class MasterBias(Node):
 class MasterDark(Node):
     type_id = "calibration.master_dark"
     implementation = 2  # 2: a bimodal dark series combines its brighter cluster by default
-    libraries = ("astropy", "ccdproc")
+    libraries = ("astropy", "ccdproc", "scipy")  # scipy: GESD rejection, dark optimization
     title = "Master dark"
     category = "calibration"
     description = """
@@ -135,7 +135,7 @@ class MasterDark(Node):
 
 class MasterFlat(Node):
     type_id = "calibration.master_flat"
-    libraries = ("astropy", "ccdproc")
+    libraries = ("astropy", "ccdproc", "scipy")  # scipy: GESD rejection, dark optimization
     title = "Master flat"
     category = "calibration"
     description = """
@@ -194,7 +194,7 @@ class MasterFlat(Node):
 class CalibrateLights(Node):
     type_id = "calibration.calibrate_lights"
     implementation = 2  # 2: DARKSCAL header card
-    libraries = ("astropy", "ccdproc")
+    libraries = ("astropy", "ccdproc", "scipy")  # scipy: GESD rejection, dark optimization
     title = "Calibrate lights"
     category = "calibration"
     per_frame = "lights"

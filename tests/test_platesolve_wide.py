@@ -1,14 +1,13 @@
 """Plate solving of wide fields (issue 14, second pass): the hint radius, image2xy sources.
 
 The wide field is simulated from the real Tycho-2 stars of the installed index files
-(``benchmarks/bench_platesolve.py``'s `render_sky_field`: ARC projection, barrel distortion,
+(`starloom.astro.simulate_sky.render_sky_field`: ARC projection, barrel distortion,
 stars elongated towards the corners), so the true centre is known. Solver tests skip when
 astrometry.net or the Debian Tycho-2 indexes are not installed.
 """
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -20,10 +19,9 @@ from starloom.astro.astrometry_net import extract_sources
 from starloom.astro.catalogs import find_index_files
 from starloom.astro.hints import hints_from_header
 from starloom.astro.platesolve import _paths_to_try, _plan, plate_solve
+from starloom.astro.simulate_sky import render_sky_field
 from starloom.astro.stars import detect_stars
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_platesolve import render_sky_field  # noqa: E402
 
 HAVE_SOLVER = shutil.which("solve-field") is not None and bool(find_index_files())
 needs_solver = pytest.mark.skipif(not HAVE_SOLVER, reason="solve-field / Tycho-2 indexes not installed")

@@ -317,3 +317,23 @@ def test_real_stargate_weights_follow_the_seeing():
     assert fwhm["0002"] == pytest.approx(3.75, abs=0.15) and fwhm["0009"] == pytest.approx(5.35, abs=0.3)
     assert w["0002"] > w["0009"] and w["0002"] == max(w.values()) and w["0009"] == min(w.values())
     assert all(r["star_count"] >= 10 for r in rows)
+
+
+def test_guard_rail_decisions_are_in_the_run_status(tmp_path):
+    import json
+
+    from starloom.cli.main import main
+    graph = {"format": "starloom.graph", "schema_version": 1, "metadata": {"name": "g"},
+             "nodes": [{"id": "sim", "type": "simulate.session", "version": 1,
+                        "params": {"width": 120, "height": 100, "n_bias": 1, "n_darks": 1,
+                                   "n_flats": 1, "n_lights": 4}},
+                       {"id": "scan", "type": "tiles.scan_input", "version": 1,
+                        "params": {"frames_min": 3, "frames_reduced_threshold": 10}}],
+             "edges": [{"from": "sim.lights", "to": "scan.frames"}]}
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(graph))
+    assert main(["run", str(path), "--run-dir", str(tmp_path / "run"), "--no-cache"]) == 0
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    rails = {r["rule"]: r for r in status["guard_rails"]}
+    assert rails["frames_min"]["decision"] == "pass" and rails["frames_min"]["node"] == "scan"
+    assert rails["frames_reduced_threshold"]["decision"] == "reduced"
