@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_context import FakeContext
 from astropy.io import fits
 
 from starloom.cli.main import main
@@ -291,27 +292,8 @@ def test_unreadable_frame(tmp_path, capsys, monkeypatch):
 
 # --- non-finite pixels, too few frames -----------------------------------------------------------
 
-class _Ctx:
-    """The part of NodeContext a node's run() uses, recording warnings."""
-
-    def __init__(self, frame=None, folder=None):
-        self.frame, self.node_id, self.diagnostics, self.warnings = frame, "node", {}, []
-        self._folder = folder
-
-    def artifact_path(self, filename):
-        import tempfile
-        from pathlib import Path
-        self._folder = self._folder or Path(tempfile.mkdtemp(prefix="starloom-ctx-"))
-        return self._folder / filename
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-    def progress(self, done, total):
-        pass
-
-    def history(self, note, image=None):
-        pass
+def _Ctx(frame=None):
+    return FakeContext(frame=frame)
 
 
 @pytest.fixture(scope="module")

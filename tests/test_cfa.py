@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from fake_context import FakeContext
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 from conftest import shared
@@ -150,18 +151,8 @@ def test_header_is_never_modified():
     assert header.tostring() == before
 
 
-class _Ctx:
-    def __init__(self):
-        self.diagnostics, self.warnings = {}, []
-
-    def warn(self, msg):
-        self.warnings.append(msg)
-
-    def history(self, note, image=None):
-        pass
-
-    def progress(self, i, n):
-        pass
+def _Ctx():
+    return FakeContext()
 
 
 def _master_flat(cfa):

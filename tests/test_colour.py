@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import png
 import pytest
+from fake_context import FakeContext
 from astropy.nddata import CCDData
 from astropy.wcs import WCS
 from conftest import shared
@@ -38,22 +39,7 @@ def _star_image(wcs, shape=(60, 80), flux=1000.0, sky=10.0, filt="R"):
     return CCDData(data.astype(np.float32), unit="adu", wcs=wcs, meta={"FILTER": filt})
 
 
-class FakeCtx:
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.diagnostics, self.notes, self.warnings = {}, [], []
-        self.node_id, self.frame = "node", None
-
-    def artifact_path(self, name):
-        return self.folder / name
-
-    output_path = artifact_path
-
-    def history(self, note, image=None):
-        self.notes.append(note)
-
-    def warn(self, msg):
-        self.warnings.append(msg)
+FakeCtx = FakeContext
 
 
 def test_lupton_stretch_is_make_lupton_rgb():

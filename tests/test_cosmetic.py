@@ -8,6 +8,7 @@ from pathlib import Path
 import ccdproc
 import numpy as np
 import pytest
+from fake_context import FakeContext
 from astropy.nddata import CCDData
 from conftest import shared
 from scipy.ndimage import binary_dilation, label
@@ -150,23 +151,14 @@ def test_cfa_correction_uses_same_colour_neighbours():
     np.testing.assert_array_equal(hot, mask)
 
 
-class Ctx:
-    """The parts of a node's ctx the cosmetic nodes use."""
+class Ctx(FakeContext):
+    """No warning is expected from the cosmetic nodes here."""
 
     def __init__(self, folder):
-        self.folder, self.diagnostics, self.frame = folder, {}, "frame"
+        super().__init__(folder, frame="frame")
 
-    def artifact_path(self, name):
-        return self.folder / name
-
-    def warn(self, msg):
-        raise AssertionError(msg)
-
-    def history(self, note, image=None):
-        pass
-
-    def progress(self, done, total):
-        pass
+    def warn(self, message):
+        raise AssertionError(message)
 
 
 def test_nodes_output_maps_as_images(session, tmp_path):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import astropy.units as u
 import ccdproc
 import numpy as np
 import pytest
+from fake_context import FakeContext
 from astropy.nddata import CCDData
 from conftest import shared
 from starloom.astro import fits as fitsio
@@ -27,20 +27,8 @@ from starloom.astro.simulate import simulate_session
 from starloom.nodes.calibration import MasterDark
 
 
-class Ctx(SimpleNamespace):
-    """The parts of a node's ctx these tests use: diagnostics, warnings, history, progress."""
-
-    def __init__(self):
-        super().__init__(diagnostics={}, warnings=[], frame="frame")
-
-    def warn(self, msg):
-        self.warnings.append(msg)
-
-    def history(self, note, image=None):
-        pass
-
-    def progress(self, done, total):
-        pass
+def Ctx():
+    return FakeContext(frame="frame")
 
 
 def _session(dark_exposure=100.0, light_exposure=20.0, seed=5):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fake_context import FakeContext
 from astropy.io import fits
 from astropy.nddata import CCDData
 from conftest import shared
@@ -36,24 +37,8 @@ def star_field(dx=0.0, dy=0.0, *, fwhm=2.5, sky=500.0, noise=5.0, seed=0, n_star
     return CCDData(img.astype(np.float32), unit="adu", meta=h)
 
 
-class Ctx:
-    """The part of NodeContext a node's run() uses."""
-
-    def __init__(self, tmp_path=None, frame=None):
-        self.frame, self.node_id, self.diagnostics, self.warnings = frame, "node", {}, []
-        self.tmp = tmp_path
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-    def progress(self, done, total):
-        pass
-
-    def history(self, note, image=None):
-        pass
-
-    def artifact_path(self, name):
-        return self.tmp / name
+def Ctx(tmp_path=None, frame=None):
+    return FakeContext(tmp_path, frame=frame)
 
 
 # --- registration fallback ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fake_context import FakeContext
 from astropy.nddata import CCDData
 from conftest import shared
 
@@ -17,24 +18,8 @@ from starloom.astro.tile_pipeline import run_tile_pipeline, tiles_of
 from starloom.astro.tile_reconstruct import fuse_tile, reconstruct_tiles
 
 
-class Ctx:
-    """The part of NodeContext a node's run() uses."""
-
-    def __init__(self, tmp_path):
-        self.frame, self.node_id, self.diagnostics, self.warnings = None, "node", {}, []
-        self.tmp = tmp_path
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-    def progress(self, done, total):
-        pass
-
-    def history(self, note, image=None):
-        pass
-
-    def artifact_path(self, name):
-        return self.tmp / name
+def Ctx(tmp_path):
+    return FakeContext(tmp_path)
 
 
 def series(arrays, masks=None):
