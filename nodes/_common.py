@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
+from starloom.astro.errors import StarloomError
 from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Params
 
@@ -92,11 +94,23 @@ def renamed_params(params: dict, names: dict[str, str | tuple[str, ...]],
     return out
 
 
-def single_image(value, ctx):
-    """The image of an input that takes an Image or a FrameSeries (of which the first frame,
-    with a warning when there are more)."""
+def single_image(value, what: str, ctx=None, *, longest_exposure: bool = False):
+    """The image of an input that takes an Image or a FrameSeries.
+
+    Of a series: the first frame (with a warning through ``ctx`` when there are more), or with
+    ``longest_exposure`` the frame with the longest EXPTIME (a master dark's most dark signal).
+
+    Raises
+    ------
+    StarloomError
+        The series is empty (``what`` names the input).
+    """
     if hasattr(value, "data"):
         return value
-    if len(value) > 1:
+    if not len(value):
+        raise StarloomError(f"input '{what}' is an empty series")
+    if longest_exposure:
+        return value[int(np.argmax([r.meta.get("EXPTIME") or 0 for r in value.refs]))]
+    if len(value) > 1 and ctx is not None:
         ctx.warn(f"{len(value)} frames given: using the first, {value.names[0]}")
     return value[0]

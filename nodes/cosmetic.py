@@ -17,6 +17,8 @@ from starloom.astro import cosmetic
 from starloom.astro.errors import StarloomError
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
+from ._common import single_image
+
 CfaMode = Literal["auto", "yes", "no"]
 CFA_DESCRIPTION = ("CFA (Bayer) mosaic: 'auto' when the frame has BAYERPAT; then only "
                    "neighbours of the same colour are used")
@@ -32,17 +34,6 @@ def _map_image(mask: np.ndarray, imagetyp: str, source=None) -> CCDData:
         if source is not None and source.header.get(key) is not None:
             img.header[key] = source.header[key]
     return img
-
-
-def _one_image(image, what: str) -> CCDData:
-    """An Image, or the frame of a series with the longest EXPTIME (most dark signal; the
-    first for flats, whose EXPTIME hardly differs)."""
-    if isinstance(image, CCDData):
-        return image
-    if not len(image):
-        raise StarloomError(f"input '{what}' is an empty series")
-    times = [r.meta.get("EXPTIME") or 0 for r in image.refs]
-    return image[int(np.argmax(times))]
 
 
 def _plot(ctx, filename, data, mask, title, counts=None):
@@ -74,7 +65,7 @@ class DeviantPixels(Node):
                "map": Port("Image", "hot or cold pixels (uint8)")}
 
     def run(self, ctx, params, master):
-        img = _one_image(master, "master")
+        img = single_image(master, "master", longest_exposure=True)
         cfa = cosmetic.is_cfa(img.header, params.cfa)
         hot, cold = cosmetic.deviant_pixels(img.data, params.sigma_hot, params.sigma_cold, cfa=cfa)
         ctx.diagnostics.update(hot=int(hot.sum()), cold=int(cold.sum()), cfa=cfa,
@@ -107,7 +98,7 @@ class BadPixelMap(Node):
     outputs = {"map": Port("Image", "bad-pixel map (uint8, 1 = bad)")}
 
     def run(self, ctx, params, flat):
-        img = _one_image(flat, "flat")
+        img = single_image(flat, "flat", longest_exposure=True)
         cfa = cosmetic.is_cfa(img.header, params.cfa)
         bad = cosmetic.bad_pixel_map(img, cfa=cfa, lsigma=params.lsigma, hsigma=params.hsigma,
                                      ncmed=params.ncmed, nlmed=params.nlmed)

@@ -98,7 +98,7 @@ class VignettingMap(Node):
     def run(self, ctx, params, flat):
         from astropy.table import Table
 
-        flat = single_image(flat, ctx)  # of a FrameSeries (master flats by filter): the first
+        flat = single_image(flat, "flat", ctx)  # master flats by filter: the first
         if flat.data.ndim != 2:
             raise StarloomError(f"node input 'flat': a 2-D image is needed, got shape "
                                 f"{flat.data.shape}")
@@ -142,7 +142,7 @@ class FocalPlaneView(Node):
                "stars": Port("Table", "per star: x, y, flux, fwhm, eccentricity, orientation")}
 
     def run(self, ctx, params, image):
-        image = single_image(image, ctx)
+        image = single_image(image, "image", ctx)
         stars = measure_sources(image.data, detection_sigma=params.detection_sigma,
                                 min_fwhm=params.min_fwhm, max_fwhm=params.max_fwhm)
         fp = focal_plane(stars, image.data.shape[-2:], n_tiles=(params.tiles_y, params.tiles_x),
@@ -220,7 +220,7 @@ class PSFMap(Node):
         from astropy.stats import sigma_clipped_stats
         from astropy.table import Table
 
-        image = single_image(image, ctx)
+        image = single_image(image, "image", ctx)
         stars = measure_sources(image.data, detection_sigma=params.detection_sigma)
         _, background, _ = sigma_clipped_stats(image.data, sigma=3.0)
         regions = psf_map(image.data - background, stars,

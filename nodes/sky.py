@@ -78,7 +78,7 @@ class Photometry(Node):
         from starloom.astro.photometry import (aperture_photometry, fit_zero_point,
                                                match_to_catalog, plot_zero_point)
 
-        image = single_image(image, ctx)
+        image = single_image(image, "image", ctx)
         data, wcs = _plane(image, "image"), require_wcs(image, "image")
         stars, info = _find_stars(data, 3.0, params.detection_sigma)
         n_saturated = int(np.sum(stars["saturated"]))
@@ -140,7 +140,7 @@ class ColourMagnitude(Node):
     def run(self, ctx, params, blue, red, catalog=None):
         from starloom.astro.cmd import colour_magnitude, plot_colour_magnitude
 
-        red, blue = single_image(red, ctx), single_image(blue, ctx)
+        red, blue = single_image(red, "red", ctx), single_image(blue, "blue", ctx)
         rdata, bdata = _plane(red, "red"), _plane(blue, "blue")
         stars, info = _find_stars(rdata, 3.0, params.detection_sigma)
         r, ann = params.radii(info.get("median_fwhm_px") or np.nan)
@@ -179,7 +179,7 @@ class Segmentation(Node):
         from astropy.nddata import CCDData
         from starloom.astro.sources import segment
 
-        image = single_image(image, ctx)
+        image = single_image(image, "image", ctx)
         labels, table = segment(_plane(image, "image"), detection_sigma=params.detection_sigma,
                                 min_area=params.min_area, deblend=params.deblend,
                                 smoothing=params.smoothing)
@@ -214,7 +214,7 @@ class Deconvolve(Node):
         from starloom.astro.sources import (gaussian_psf, measured_psf, plot_before_after,
                                             richardson_lucy)
 
-        image = single_image(image, ctx)
+        image = single_image(image, "image", ctx)
         data = _plane(image, "image")
         if psf is not None:
             kernel, source = np.asarray(psf.data, float), "input"
@@ -257,7 +257,7 @@ class Overlay(Node):
     def run(self, ctx, params, image, table):
         from starloom.astro.plots import plot_annotated
 
-        image = single_image(image, ctx)
+        image = single_image(image, "image", ctx)
         label = params.label_column or None
         if label and label not in table.colnames:
             raise StarloomError(f"parameter 'label_column': no column '{label}' in the table "
@@ -301,7 +301,7 @@ class Annotate(Node):
         from starloom.astro.sky_objects import named_objects
         from starloom.astro.plots import plot_annotated
 
-        image = single_image(image, ctx)
+        image = single_image(image, "image", ctx)
         data, wcs = _plane(image, "image"), require_wcs(image, "image")
         objects = named_objects(wcs, data.shape, mag_limit=params.mag_limit,
                                 star_mag_limit=params.star_mag_limit)

@@ -237,3 +237,11 @@ def test_psf_map_recovers_the_fwhm_of_each_region():
     assert regions[0].psf.sum() == pytest.approx(1.0)
     none = psf_map(img, stars[:2], grid=(1, 1), min_stars=3)
     assert none[0].psf is None and np.isnan(none[0].fwhm)
+
+
+def test_an_empty_series_for_an_image_input_names_the_input():
+    from starloom.astro.frames import FrameSeries
+    from starloom.nodes._common import single_image
+
+    with pytest.raises(StarloomError, match="input 'flat' is an empty series"):
+        single_image(FrameSeries([]), "flat")
