@@ -107,6 +107,26 @@ def psf_map(data, stars, *, grid: tuple[int, int] = (3, 3), size: int = 25,
     return regions
 
 
+def image_psf_map(data, *, detection_sigma: float = 5.0, **kwargs):
+    """:func:`psf_map` of an image's own stars.
+
+    Stars are found by :func:`.focal_plane.measure_sources` (``detection_sigma``); the image's
+    sigma-clipped median is subtracted first. ``kwargs`` go to :func:`psf_map`.
+
+    Returns
+    -------
+    (list of RegionPSF, int)
+        The regions and the number of stars detected.
+    """
+    from astropy.stats import sigma_clipped_stats
+
+    from .focal_plane import measure_sources
+
+    stars = measure_sources(data, detection_sigma=detection_sigma)
+    _, background, _ = sigma_clipped_stats(data, sigma=3.0)
+    return psf_map(np.asarray(data, float) - background, stars, **kwargs), len(stars)
+
+
 def plot_psf_map(path, regions: list[RegionPSF], *, dpi: int = 100):
     """A grid of the regions' PSF images (log stretch), laid out as on the sensor."""
     from matplotlib.colors import LogNorm

@@ -124,15 +124,10 @@ def measured_psf(data, *, size: int = 25) -> np.ndarray:
     StarloomError
         Fewer than 3 isolated stars.
     """
-    from astropy.stats import sigma_clipped_stats
+    from .psfmap import image_psf_map
 
-    from .focal_plane import measure_sources
-    from .psfmap import psf_map
-
-    stars = measure_sources(data)
-    _, background, _ = sigma_clipped_stats(data, sigma=3.0)
-    region = psf_map(np.asarray(data, float) - background, stars, grid=(1, 1), size=size,
-                     min_stars=3)[0]
+    regions, _ = image_psf_map(data, grid=(1, 1), size=size, min_stars=3)
+    region = regions[0]
     if region.psf is None:
         raise StarloomError(f"deconvolution: {region.n_stars} isolated star(s) to measure the "
                             "PSF on (3 needed); connect a PSF or choose psf='gaussian'")

@@ -13,7 +13,7 @@ from starloom.astro.focus import (fit_vcurve, focus_position, frame_focus_metric
                                   plot_focus_curve, star_sizes)
 from starloom.astro.focal_plane import focal_plane, measure_sources, plot_focal_plane
 from starloom.astro.frames import as_header
-from starloom.astro.psfmap import plot_psf_map, psf_map
+from starloom.astro.psfmap import image_psf_map, plot_psf_map
 from starloom.astro.vignetting import measure_vignetting, plot_vignetting
 from starloom.graph_runtime.node import Node, Params, Port
 
@@ -217,15 +217,13 @@ class PSFMap(Node):
     outputs = {"regions": Port("Table", "per region: ix, iy, bounds, n_stars, fwhm (px)")}
 
     def run(self, ctx, params, image):
-        from astropy.stats import sigma_clipped_stats
         from astropy.table import Table
 
         image = single_image(image, "image", ctx)
-        stars = measure_sources(image.data, detection_sigma=params.detection_sigma)
-        _, background, _ = sigma_clipped_stats(image.data, sigma=3.0)
-        regions = psf_map(image.data - background, stars,
-                          grid=(params.tiles_y, params.tiles_x), size=params.size,
-                          oversampling=params.oversampling, min_stars=params.min_stars)
+        regions, n_stars = image_psf_map(
+            image.data, detection_sigma=params.detection_sigma,
+            grid=(params.tiles_y, params.tiles_x), size=params.size,
+            oversampling=params.oversampling, min_stars=params.min_stars)
         table = Table(rows=[{"ix": r.ix, "iy": r.iy, "x0": r.bounds[0], "x1": r.bounds[1],
                              "y0": r.bounds[2], "y1": r.bounds[3], "n_stars": r.n_stars,
                              "fwhm": r.fwhm} for r in regions])
@@ -234,7 +232,7 @@ class PSFMap(Node):
         if empty:
             ctx.warn(f"{empty} of {len(regions)} region(s) have fewer than "
                      f"{params.min_stars} isolated stars: no PSF there")
-        ctx.diagnostics.update(fwhm=[r.fwhm for r in regions], n_stars=len(stars))
+        ctx.diagnostics.update(fwhm=[r.fwhm for r in regions], n_stars=n_stars)
         return {"regions": table}
 
 
