@@ -1,8 +1,6 @@
 """The simulate node: a simulated observing session, for demos and tests."""
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -105,10 +103,6 @@ def _real_lights(ctx, path: str) -> dict:
     from starloom.astro.simulate_colour import neutral_calibration
 
     series = collect_frames(_light_files(path), hash_file=ctx.hash_file, frame_type="light").series
-    if len(set(series.names)) < len(series):
-        # names are cut at the first dot ('Light_M_94_10.0s_...'): per-frame results of
-        # frames sharing a name would collide, so use the whole file name instead
-        series = FrameSeries([replace(r, name=Path(r.path).name.rsplit(".", 1)[0]) for r in series.refs])
     neutral = neutral_calibration(series[0])
     ctx.diagnostics.update(lights=path, n_lights=len(series))
     out = {port: FrameSeries.from_frames(neutral[kind], [f"neutral_{kind}_{i + 1}" for i in range(3)])
