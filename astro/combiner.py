@@ -128,6 +128,8 @@ def combine_bands(
     progress: Callable[[int, int], None] | None = None,
     threads: int | None = None,
     stored_dtype=None,
+    band_map: Callable | None = None,
+    band_tasks: int = 1,
 ) -> CombineResult:
     """Combine ``n_frames`` frames of equal shape, reading them band by band.
 
@@ -223,6 +225,17 @@ def combine_bands(
         memory of float32 for uint16, so twice the rows per band) and values are converted to
         ``dtype`` chunk by chunk. A ``read_band`` result of another dtype or with a mask is a
         ValueError. Results do not depend on it.
+    band_map : callable, optional
+        Where the rows are combined: ``band_map(fn, items)`` returns an iterator of
+        ``(index, fn(item))`` in any order, e.g. tasks on a Dask cluster. The rows are then
+        split into ranges (each within ``band_bytes``, at least ``band_tasks`` of them), each
+        combined by a call of this function (``threads=1``) that calls ``read_band`` itself,
+        wherever ``fn`` runs: ``read_band`` must then be picklable (by cloudpickle for Dask)
+        and read from files the workers see. ``progress`` is called as ranges finish; closing
+        the iterator (an exception, e.g. a cancelled run) must cancel the ranges not done.
+        Default: this process's threads. Results do not depend on it.
+    band_tasks : int
+        With ``band_map``: the least number of row ranges (e.g. the workers' threads).
 
     Returns
     -------
@@ -273,6 +286,12 @@ def combine_bands(
                              f"{buffer_dtype} and scales={scales is not None}")
     options["dtype"] = dtype
     rows = band_height(n_frames, shape, buffer_dtype.itemsize, band_bytes)
+    if band_map is not None:
+        task = dict(options, scales=scales, band_bytes=band_bytes, stored_dtype=stored_dtype)
+        _map_ranges(band_map, read_band, n_frames, shape, min(rows, -(-ny // max(1, band_tasks))),
+                    task, out, progress)
+        out.mask = out.count == 0
+        return out
     # Statistics run on sub-bands of about _CHUNK_BYTES: small temporaries stay in cache and are
     # recycled by malloc, whereas band-sized ones cost page faults on every band (measured 2x).
     chunk = band_height(n_frames, shape, dtype.itemsize, _CHUNK_BYTES)
@@ -303,6 +322,43 @@ def combine_bands(
             pool.shutdown(wait=True, cancel_futures=True)
     out.mask = out.count == 0
     return out
+
+
+def _map_ranges(band_map, read_band, n_frames, shape, rows, task, out, progress):
+    """Combine ranges of ``rows`` rows with ``band_map`` (each by :func:`_combine_range`) and
+    copy each into ``out`` as it arrives."""
+    ny = shape[-2]
+    jobs = [(read_band, n_frames, shape, y0, min(ny, y0 + rows), task)
+            for y0 in range(0, ny, rows)]
+    results, done = band_map(_combine_range, jobs), 0
+    try:
+        for j, part in results:
+            y0, y1 = jobs[j][3:5]
+            rows_out = np.s_[..., y0:y1, :]
+            out.data[rows_out], out.uncertainty[rows_out] = part.data, part.uncertainty
+            out.count[rows_out] = part.count
+            if out.rejected is not None:
+                out.rejected[:, ..., y0:y1, :] = part.rejected
+            done += y1 - y0
+            if progress is not None:
+                progress(done, ny)
+    finally:
+        if hasattr(results, "close"):
+            results.close()  # cancels the ranges not done (a failure, a cancelled run)
+
+
+def _combine_range(job) -> CombineResult:
+    """Rows ``y0:y1`` of the combination (one task of :func:`_map_ranges`, run wherever the
+    band map sends it): reads its rows of every frame itself."""
+    read_band, n_frames, shape, y0, y1, task = job
+
+    def read_rows(i, a, b):
+        return read_band(i, y0 + a, y0 + b)
+
+    part = combine_bands(read_rows, n_frames, shape[:-2] + (y1 - y0, shape[-1]), threads=1,
+                         **task)
+    part.mask = None  # the caller derives it from count: one array less to send back
+    return part
 
 
 def default_threads() -> int:

@@ -11,9 +11,6 @@ import io
 import zlib
 from pathlib import Path
 
-import numpy as np
-from astropy.io import fits
-
 from .fileio import atomic_write
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
@@ -38,6 +35,9 @@ def add_fits_text(path, name: str, text: str, cards: dict | None = None):
     cards : dict, optional
         Header cards of the extension (e.g. the writer's version).
     """
+    import numpy as np  # here, not at module level: the runtime imports this module at startup
+    from astropy.io import fits
+
     path = Path(path)
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     col = fits.Column(name="TEXT", format=f"{max(len(data), 1)}B", array=data[np.newaxis, :]
@@ -59,6 +59,9 @@ def add_fits_text(path, name: str, text: str, cards: dict | None = None):
 
 def read_fits_text(path, name: str) -> str | None:
     """The text of extension ``name`` written by :func:`add_fits_text`, or None."""
+    import numpy as np
+    from astropy.io import fits
+
     with fits.open(path) as hdul:
         if name.upper() not in [h.name for h in hdul]:
             return None

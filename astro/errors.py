@@ -50,3 +50,7 @@ class FrameRejected(StarloomError):
     The rejection is recorded in the node's artifacts and cached like a result, so a re-run with
     the same inputs and parameters does not retry the frame.
     """
+
+
+class HeaderRepairWarning(UserWarning):
+    """A header card was not FITS standard and was repaired in memory (never in the file)."""

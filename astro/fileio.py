@@ -1,4 +1,5 @@
-"""Atomic file writing: the one place Starloom writes a file that someone else may read.
+"""Atomic file writing: the one place Starloom writes a file that someone else may read (and
+the content digest of JSON-able values, used by cache keys and frame keys).
 
 A file is written to a temporary name in the destination folder and renamed over the
 destination (``os.replace``, atomic on POSIX and Windows within one file system), so a reader
@@ -7,6 +8,8 @@ entries and index folders, which are whole folders, are renamed into place by th
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -86,3 +89,10 @@ def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         shutil.copyfileobj(s, f)
     shutil.copystat(src, dst)
     return Path(dst)
+
+
+def sha256_json(obj) -> str:
+    """sha256 hex digest of the canonical JSON of ``obj`` (sorted keys, no spaces; values JSON
+    cannot hold are written with ``str``)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -25,20 +25,15 @@ from astropy.nddata import (CCDData, InverseVariance, StdDevUncertainty,
                             VarianceUncertainty)
 from astropy.wcs import WCS, FITSFixedWarning
 
-from .errors import FrameReadError, FrameWriteError
+from .errors import FrameReadError, FrameWriteError, HeaderRepairWarning
 from .fileio import atomic_write
+from .keywords import FRAME_KEYWORDS, FRAME_TYPES
 
 __all__ = [
     "FRAME_KEYWORDS", "FRAME_TYPES", "HeaderRepairWarning", "FrameWriteError",
     "normalize_imagetyp", "infer_frame_type", "read_header", "frame_metadata",
     "read_frame", "write_frame", "read_image_any",
 ]
-
-FRAME_KEYWORDS = (
-    "IMAGETYP", "FILTER", "EXPTIME", "GAIN", "EGAIN", "CCD-TEMP", "SET-TEMP", "OFFSET",
-    "XBINNING", "YBINNING", "FOCALLEN", "AIRMASS", "BAYERPAT", "ROWORDER", "DATE-OBS", "INSTRUME",
-)
-FRAME_TYPES = ("bias", "dark", "flat", "light")
 
 _FLOAT_KEYS = ("EXPTIME", "GAIN", "EGAIN", "CCD-TEMP", "SET-TEMP", "OFFSET", "FOCALLEN", "AIRMASS")
 _INT_KEYS = ("XBINNING", "YBINNING")
@@ -68,12 +63,6 @@ _PILLOW_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 # Keywords that describe the stored array, not the frame; astropy sets them from the data.
 _STORAGE_KEYS = ("BZERO", "BSCALE", "BLANK", "CHECKSUM", "DATASUM", "XTENSION", "PCOUNT",
                  "GCOUNT", "EXTNAME", "EXTVER")
-
-
-class HeaderRepairWarning(UserWarning):
-    """A header card was not FITS standard and was repaired in memory (never in the file)."""
-
-
 
 
 def normalize_imagetyp(value) -> str | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import plane
 from .errors import StarloomError
 
 
@@ -43,9 +44,7 @@ def measure_sources(data, *, detection_sigma: float = 5.0, min_area: int = 5,
     from astropy.table import Table
     from photutils.segmentation import SourceCatalog, deblend_sources, detect_sources
 
-    img = np.asarray(data, dtype=np.float64)
-    if img.ndim != 2:
-        raise StarloomError(f"focal plane: a 2-D image is needed, got shape {img.shape}")
+    img = plane(data, "focal plane")
     bad = ~np.isfinite(img)
     work = np.where(bad, np.nanmedian(img), img)
     _, med, std = sigma_clipped_stats(work, sigma=3.0, maxiters=10, mask=bad)

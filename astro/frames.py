@@ -19,14 +19,9 @@ from astropy.table import Table
 
 from . import fits as fitsio
 from .errors import FrameReadError
+from .fileio import sha256_json
 from .combiner import combine_bands
 from .fitsrows import RowReader
-
-
-def sha256_json(obj: Any) -> str:
-    """sha256 hex digest of the canonical JSON of ``obj`` (sorted keys, no spaces)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def as_header(meta) -> fits.Header:
@@ -221,6 +216,11 @@ class FrameSeries(Sequence):
             Applied to rows ``y0:y1`` of frame ``i`` as they are read (e.g. subtract a master
             bias and normalise a flat) so that calibrated copies never need to be written.
         progress : callable(done_rows, total_rows), optional
+        **kw
+            Passed to :func:`~starloom.astro.combiner.combine_bands` (not for max, min,
+            percentile), e.g. ``maxiters``, ``band_bytes`` or ``band_map`` and ``band_tasks``
+            to combine row ranges as tasks elsewhere (e.g. on Dask workers, which then read
+            their rows from the frames' files themselves).
 
         Returns
         -------

@@ -47,8 +47,23 @@ def reference_stars(ccd, fwhm: float, threshold_sigma: float = 5.0, max_stars: i
     return np.column_stack([np.asarray(stars["x"], float)[keep], np.asarray(stars["y"], float)[keep]])
 
 
-def _background(data, valid, box):
-    """photutils Background2D map (median in boxes) and rms map; global stats as fallback."""
+def sky_map(data, valid, box: int):
+    """The sky under the sources: photutils ``Background2D`` (median in ``box`` px boxes, 3x3
+    median filter of the boxes), or the median of the valid pixels when the image is too small
+    or too masked for boxes.
+
+    Parameters
+    ----------
+    data : ndarray, shape (ny, nx)
+    valid : ndarray of bool, shape (ny, nx)
+        Pixels to use.
+    box : int
+        Box size, px.
+
+    Returns
+    -------
+    ndarray, shape (ny, nx), float64
+    """
     import warnings
 
     from astropy.utils.exceptions import AstropyUserWarning
@@ -96,7 +111,7 @@ def frame_tile_metrics(ccd, tiles: np.ndarray, stars: np.ndarray, fwhm: float) -
     valid = valid_pixels(ccd)
     data = np.where(valid, np.asarray(ccd.data, dtype=np.float64), 0.0)
     side = int(np.median(tiles[:, 2] - tiles[:, 0]))
-    bkg = _background(data, valid, max(8, side // 2))
+    bkg = sky_map(data, valid, max(8, side // 2))
     sub = np.where(valid, data - bkg, 0.0)
     grad = np.hypot(ndimage.sobel(sub, axis=0), ndimage.sobel(sub, axis=1))
     fw, ecc = np.full(len(stars), np.nan), np.full(len(stars), np.nan)

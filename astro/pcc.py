@@ -4,12 +4,12 @@ Steps (the approach of Siril's ``photometric_cc.c`` and PixInsight's Photometric
 colour model and fit in :mod:`.pcc_fit`):
 
 1. stars are detected on the mean of the channels (`starloom.astro.stars.detect_stars`) and
-   cross-matched, through the image's WCS, to catalogue stars with a B-V (KStars stars.dat,
-   Hipparcos; ``Table`` columns ``ra``, ``dec``, ``bv``): nearest detection within
-   ``match_radius`` pixels, one catalogue star per detection;
-2. aperture photometry per channel (photutils ``aperture_photometry`` in a circle of
-   ``aperture`` x the median FWHM, minus the sigma-clipped median of a local annulus measured by
-   photutils ``ApertureStats``); saturated, non-positive or crowded stars are dropped;
+   matched one to one, through the image's WCS, to catalogue stars with a B-V (KStars
+   stars.dat, Hipparcos; ``Table`` columns ``ra``, ``dec``, ``bv``) within ``match_radius``
+   pixels (`starloom.astro.photometry.match_to_catalog`);
+2. aperture photometry per channel (`starloom.astro.photometry.aperture_photometry`: photutils
+   aperture sum in a circle of ``aperture`` x the median FWHM, minus the sigma-clipped median
+   of a local annulus at 1.5-2.5 radii); saturated, non-positive or crowded stars are dropped;
 3. per-channel factors fitted robustly so that the measured R/G and B/G follow the catalogue's
    (relative to the white reference), G fixed at 1;
 4. guard rails: too few matched stars or too large a residual fail with a clear message;
@@ -23,15 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from astropy import units as u
-from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
 from .errors import ParamError, StarloomError
 from .pcc_fit import WHITE_REFERENCES, expected_ratios, fit_factors
 
-__all__ = ["PCCError", "PCCResult", "aperture_fluxes", "match_catalog",
-           "photometric_colour_calibration", "sky_levels", "star_average_calibration"]
+__all__ = ["PCCError", "PCCResult", "photometric_colour_calibration", "sky_levels",
+           "star_average_calibration"]
 
 
 class PCCError(StarloomError):
@@ -49,7 +47,8 @@ class PCCResult:
     factors : numpy.ndarray (3,)
         R, G, B multipliers (G = 1).
     stars : astropy.table.Table
-        Matched stars: ``ra``, ``dec``, ``mag``, ``bv``, ``x``, ``y``, ``flux_r/g/b``,
+        Matched stars: ``ra``, ``dec``, ``mag``, ``bv``, ``x``, ``y``, ``separation``
+        (arcsec), ``flux_r/g/b``, ``noise_r/g/b`` (the photometry's ``flux_err``),
         ``rg_measured``, ``bg_measured``, ``rg_expected``, ``bg_expected``, ``used``.
     stats : dict
         ``n_matched``, ``n_used``, ``residual_mag``, ``slopes``, ``white_bv``, ``background``.
@@ -61,115 +60,62 @@ class PCCResult:
     stats: dict
 
 
-def match_catalog(stars: Table, catalog: Table, wcs, radius_px: float) -> Table:
-    """Detected stars paired with the nearest catalogue star within ``radius_px``.
+def _catalog_stars(stars: Table, catalog: Table, wcs, radius_px: float) -> Table:
+    """Detections matched one to one with catalogue stars that have a B-V.
 
-    Parameters
-    ----------
-    stars : astropy.table.Table
-        Detections with ``x``, ``y`` (0-based px).
-    catalog : astropy.table.Table
-        ``ra``, ``dec`` (deg), ``bv`` and optionally ``mag``.
-    wcs : astropy.wcs.WCS
-        Celestial WCS of the image.
-    radius_px : float
-        Largest detection-catalogue distance, pixels.
-
-    Returns
-    -------
-    astropy.table.Table
-        The detection columns plus ``ra``, ``dec``, ``bv``, ``mag`` and ``sep_px``; each
-        catalogue star used once (its nearest detection).
+    `starloom.astro.photometry.match_to_catalog` within ``radius_px`` (converted to arcsec by
+    the WCS's mean pixel scale). Returns the detection columns plus the catalogue's ``ra``,
+    ``dec``, ``bv``, ``mag`` (NaN when absent) and ``separation`` (arcsec).
     """
-    from scipy.spatial import cKDTree
+    from .photometry import match_to_catalog
+    from .wcsutil import pixel_scale_arcsec
 
-    ok = np.isfinite(np.asarray(catalog["bv"], dtype=float))
-    cat = catalog[ok]
-    if len(cat) == 0 or len(stars) == 0:
+    if len(stars) == 0:
         return Table()
-    sky = SkyCoord(np.asarray(cat["ra"], float) * u.deg, np.asarray(cat["dec"], float) * u.deg)
-    cx, cy = wcs.world_to_pixel(sky)
-    finite = np.isfinite(cx) & np.isfinite(cy)
-    tree = cKDTree(np.column_stack([cx[finite], cy[finite]]))
-    dist, idx = tree.query(np.column_stack([stars["x"], stars["y"]]), distance_upper_bound=radius_px)
-    hit = np.isfinite(dist)
-    cat_idx = np.flatnonzero(finite)[idx[hit]]
+    cat = catalog[np.isfinite(np.asarray(catalog["bv"], dtype=float))]
+    idx, sep = match_to_catalog(stars["x"], stars["y"], wcs, cat,
+                                max_separation_arcsec=radius_px * pixel_scale_arcsec(wcs))
+    hit = idx >= 0
+    if not hit.any():
+        return Table()
     out = Table(stars[hit], copy=True)
     for col in ("ra", "dec", "bv"):
-        out[col] = np.asarray(cat[col], float)[cat_idx]
-    out["mag"] = np.asarray(cat["mag"], float)[cat_idx] if "mag" in cat.colnames else np.nan
-    out["sep_px"] = dist[hit]
-    out["cat_index"] = cat_idx
-    out.sort("sep_px")
-    _, first = np.unique(out["cat_index"], return_index=True)
-    out = out[np.sort(first)]
-    out.remove_column("cat_index")
+        out[col] = np.asarray(cat[col], float)[idx[hit]]
+    out["mag"] = np.asarray(cat["mag"], float)[idx[hit]] if "mag" in cat.colnames else np.nan
+    out["separation"] = sep[hit]
     return out
 
 
-def aperture_fluxes(planes, x, y, radius, *, annulus=(1.5, 2.5)):
-    """Background-subtracted aperture sums of each channel at positions ``x``, ``y``.
+def _channel_photometry(planes, x, y, radius):
+    """`starloom.astro.photometry.aperture_photometry` of each channel, sky annulus 1.5-2.5
+    radii: ``flux``, ``flux_err``, ``peak`` and flat-topped (see `_flat_topped`) arrays of
+    shape (n_stars, n_channels)."""
+    from photutils.aperture import CircularAperture
 
-    Parameters
-    ----------
-    planes : numpy.ndarray (n, ny, nx)
-        Channels; NaN pixels are masked.
-    x, y : numpy.ndarray
-        Positions (0-based px).
-    radius : float
-        Aperture radius (px).
-    annulus : (float, float)
-        Inner and outer annulus radius in units of ``radius``; the local sky is its 3-sigma
-        clipped median (photutils ``ApertureStats``).
+    from .photometry import aperture_photometry
 
-    Returns
-    -------
-    fluxes : numpy.ndarray (n_stars, n)
-        Sum over the aperture minus sky x aperture area, data units.
-    peaks : numpy.ndarray (n_stars, n)
-        Largest pixel value inside the aperture (for the saturation test).
-    noise : numpy.ndarray (n_stars, n)
-        Background-limited flux error: the annulus' clipped standard deviation x sqrt(area).
-    flat_topped : numpy.ndarray of bool (n_stars, n)
-        The star's core is a plateau (clipped, see `_flat_topped`).
-    """
-    from astropy.stats import SigmaClip
-    from photutils.aperture import (
-        ApertureStats,
-        CircularAnnulus,
-        CircularAperture,
-        aperture_photometry,
-    )
-
-    pos = np.column_stack([x, y])
-    aper = CircularAperture(pos, r=radius)
-    ann = CircularAnnulus(pos, r_in=annulus[0] * radius, r_out=annulus[1] * radius)
-    fluxes = np.empty((len(pos), len(planes)))
-    peaks, noise = np.empty_like(fluxes), np.empty_like(fluxes)
-    flat = np.zeros(fluxes.shape, dtype=bool)
-    for c, plane in enumerate(planes):
-        bad = ~np.isfinite(plane)
-        phot = aperture_photometry(plane, aper, mask=bad)
-        sky = ApertureStats(plane, ann, mask=bad, sigma_clip=SigmaClip(sigma=3.0, maxiters=5))
-        stats = ApertureStats(plane, aper, mask=bad)
-        fluxes[:, c] = np.asarray(phot["aperture_sum"]) - np.asarray(sky.median) * aper.area
-        peaks[:, c] = np.asarray(stats.max)
-        noise[:, c] = np.asarray(sky.std) * np.sqrt(aper.area)
-        flat[:, c] = _flat_topped(plane, aper, np.asarray(sky.median), peaks[:, c], noise[:, c] / np.sqrt(aper.area))
-    return fluxes, peaks, noise, flat
+    masks = CircularAperture(np.column_stack([x, y]), r=radius).to_mask(method="center")
+    cols = {"flux": [], "flux_err": [], "peak": [], "flat": []}
+    for plane in planes:
+        t = aperture_photometry(plane, x, y, radius=radius, annulus=(1.5 * radius, 2.5 * radius))
+        for name in ("flux", "flux_err", "peak"):
+            cols[name].append(np.asarray(t[name], float))
+        cols["flat"].append(_flat_topped(plane, masks, t))
+    return {name: np.column_stack(v) for name, v in cols.items()}
 
 
-def _flat_topped(plane, aper, sky, peak, sky_sigma, tolerance=0.03, min_pixels=4):
+def _flat_topped(plane, masks, phot, tolerance=0.03, min_pixels=4):
     """Stars whose core is a plateau: at least ``min_pixels`` pixels within ``tolerance`` of the
     peak (above sky). An unclipped PSF has one or two such pixels; a star clipped at the
     sensor's full well keeps a flat top through calibration, stacking and debayering, where a
     single saturation level no longer exists."""
-    out = np.zeros(len(peak), dtype=bool)
-    for i, mask in enumerate(aper.to_mask(method="center")):
-        values = mask.get_values(plane)
-        height = peak[i] - sky[i]
-        if height > 20 * sky_sigma[i]:  # only bright stars can be clipped
-            out[i] = np.count_nonzero(values - sky[i] >= (1 - tolerance) * height) >= min_pixels
+    sky, sigma = np.asarray(phot["background"]), np.asarray(phot["background_std"])
+    height = np.asarray(phot["peak"]) - sky
+    out = np.zeros(len(phot), dtype=bool)
+    for i, mask in enumerate(masks):
+        if height[i] > 20 * sigma[i]:  # only bright stars can be clipped
+            values = mask.get_values(plane)
+            out[i] = np.count_nonzero(values - sky[i] >= (1 - tolerance) * height[i]) >= min_pixels
     return out
 
 
@@ -202,7 +148,8 @@ def _photometry(planes, matched, fwhm, aperture, saturation):
     if len(matched) == 0:
         return matched, radius
     x, y = x[inside], y[inside]
-    fluxes, peaks, noise, flat = aperture_fluxes(planes, x, y, radius)
+    m = _channel_photometry(planes, x, y, radius)
+    fluxes, peaks, noise, flat = m["flux"], m["peak"], m["flux_err"], m["flat"]
     if saturation is None:  # auto: near the maximum, or a flat top (clipped before processing)
         saturation = 0.98 * np.nanmax(planes)
     else:
@@ -274,8 +221,8 @@ def photometric_colour_calibration(data, wcs, catalog: Table, *, white_reference
     planes, white_bv = _checked(data, white_reference, min_stars, max_residual)
     stars, metrics = detect_stars(planes.mean(axis=0), fwhm=fwhm, threshold_sigma=threshold_sigma,
                                   max_stars=max_stars)
-    matched = match_catalog(stars[~np.asarray(stars["saturated"], bool)] if len(stars) else stars,
-                            catalog, wcs, match_radius)
+    matched = _catalog_stars(stars[~np.asarray(stars["saturated"], bool)] if len(stars) else stars,
+                             catalog, wcs, match_radius)
     n_matched = len(matched)
     fwhm_px = metrics.get("median_fwhm_px") or fwhm
     matched, radius = _photometry(planes, matched, fwhm_px, aperture, saturation)

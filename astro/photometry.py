@@ -1,11 +1,17 @@
 """Aperture photometry, catalogue matching through a WCS, and the photometric zero point and
-colour term."""
+colour term.
+
+`aperture_photometry` is the one aperture-minus-annulus measurement of the library (the sky
+photometry and colour-magnitude nodes, and PCC per colour channel); `match_to_catalog` the one
+match of detected stars to catalogue stars (sky photometry and PCC).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import plane
 from .errors import StarloomError
 
 
@@ -29,24 +35,37 @@ def aperture_photometry(data, x, y, *, radius: float, annulus: tuple[float, floa
     Returns
     -------
     astropy.table.Table
-        ``x``, ``y``, ``flux`` (aperture sum minus the annulus' sigma-clipped median times the
-        aperture area), ``flux_err`` (Poisson-free: the annulus scatter over the aperture area,
-        ``std * sqrt(area) * sqrt(1 + area / n_annulus)``), ``background`` (per px) and
-        ``mag_inst`` (``-2.5 log10(flux)``, NaN for non-positive flux).
+        One row per position: ``x``, ``y``; ``flux`` (aperture sum minus ``background`` times
+        the aperture's overlap area); ``flux_err`` (Poisson-free: the annulus scatter over the
+        aperture, ``background_std * sqrt(area) * sqrt(1 + area / n_annulus)``, the second
+        factor for the error of the background estimate); ``background`` and
+        ``background_std`` (the annulus' sigma-clipped median and standard deviation, per px);
+        ``peak`` (the largest pixel in the aperture, for saturation tests); ``mag_inst``
+        (``-2.5 log10(flux)``, NaN for non-positive flux).
+
+    Raises
+    ------
+    StarloomError
+        When the image is not 2-D or the radii are not ``0 < radius < inner < outer``.
 
     Notes
     -----
-    photutils ``CircularAperture``/``CircularAnnulus``, ``aperture_photometry`` and
-    ``ApertureStats`` (sigma-clipped annulus statistics).
+    The local background subtraction of the photutils documentation (Aperture Photometry,
+    "Local Background Subtraction"): ``aperture_photometry`` in a ``CircularAperture``, minus
+    the median of the ``CircularAnnulus`` pixels sigma-clipped by ``ApertureStats`` (3 sigma,
+    at most 10 iterations, as there: the clipping stops once no pixel is rejected, so more
+    iterations only matter where a neighbour's wing lies in the annulus) times
+    ``CircularAperture.area_overlap``. The overlap area, not the analytic ``area``, is the
+    area the aperture sum was taken over (pixels off the image and masked pixels excluded),
+    so a star near the edge or beside a masked pixel loses no more background than it sums;
+    for an aperture wholly on unmasked pixels the two are equal.
     """
     from astropy.stats import SigmaClip
     from astropy.table import Table
-    from photutils.aperture import (ApertureStats, CircularAnnulus, CircularAperture,
-                                    aperture_photometry as phot)
+    from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture
+    from photutils.aperture import aperture_photometry as phot
 
-    img = np.asarray(data, dtype=float)
-    if img.ndim != 2:
-        raise StarloomError(f"photometry: a 2-D image is needed, got shape {img.shape}")
+    img = plane(data, "photometry")
     if not 0 < radius < annulus[0] < annulus[1]:
         raise StarloomError(f"photometry: need 0 < radius < annulus inner < annulus outer, got "
                             f"{radius}, {annulus}")
@@ -57,22 +76,45 @@ def aperture_photometry(data, x, y, *, radius: float, annulus: tuple[float, floa
     stats = ApertureStats(img, ann, mask=bad, sigma_clip=SigmaClip(sigma=3.0, maxiters=10))
     raw = phot(img, ap, mask=bad)
     area = ap.area_overlap(img, mask=bad)
-    bkg = np.asarray(stats.median)
+    bkg, std = np.asarray(stats.median), np.asarray(stats.std)
     flux = np.asarray(raw["aperture_sum"]) - bkg * area
     n_ann = np.maximum(np.asarray(stats.sum_aper_area.value), 1.0)
-    err = np.asarray(stats.std) * np.sqrt(area) * np.sqrt(1 + area / n_ann)
+    err = std * np.sqrt(area) * np.sqrt(1 + area / n_ann)
+    peak = np.asarray(ApertureStats(img, ap, mask=bad).max)
     with np.errstate(invalid="ignore", divide="ignore"):
         mag = np.where(flux > 0, -2.5 * np.log10(flux), np.nan)
     return Table({"x": pos[:, 0], "y": pos[:, 1], "flux": flux, "flux_err": err,
-                  "background": bkg, "mag_inst": mag})
+                  "background": bkg, "background_std": std, "peak": peak, "mag_inst": mag})
 
 
 def match_to_catalog(x, y, wcs, catalog, *, max_separation_arcsec: float):
-    """Match pixel positions to catalogue stars through a WCS (nearest neighbour on the sky).
+    """Match detected stars to catalogue stars through a WCS, one to one.
 
-    Returns ``(index, separation_arcsec)``: for each position the catalogue row index, or -1
-    when the nearest star is farther than ``max_separation_arcsec``. astropy
-    ``SkyCoord.match_to_catalog_sky``.
+    Each detection takes its nearest catalogue star on the sky (astropy
+    ``SkyCoord.match_to_catalog_sky``) within ``max_separation_arcsec``; when several
+    detections take the same catalogue star (a star split into two detections, a pair the
+    catalogue does not resolve), only the closest keeps it, so no catalogue star is measured
+    twice.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (n,)
+        Detected positions, px, 0-based.
+    wcs : astropy.wcs.WCS
+        Celestial WCS of the image.
+    catalog : astropy.table.Table or astropy.coordinates.SkyCoord
+        Catalogue stars: a Table with ``ra``, ``dec`` (deg), or their coordinates.
+    max_separation_arcsec : float
+        Largest detection-catalogue separation, arcsec (a radius in px times
+        `starloom.astro.wcsutil.pixel_scale_arcsec`).
+
+    Returns
+    -------
+    index : numpy.ndarray of int, shape (n,)
+        Catalogue row matched to each detection, -1 for none.
+    separation_arcsec : numpy.ndarray of float, shape (n,)
+        Distance to the nearest catalogue star (also where unmatched), arcsec; NaN without
+        catalogue stars.
     """
     import astropy.units as u
     from astropy.coordinates import SkyCoord
@@ -80,10 +122,16 @@ def match_to_catalog(x, y, wcs, catalog, *, max_separation_arcsec: float):
     if len(catalog) == 0 or len(x) == 0:
         return np.full(len(x), -1), np.full(len(x), np.nan)
     sky = wcs.pixel_to_world(np.asarray(x, float), np.asarray(y, float))
-    cat = SkyCoord(np.asarray(catalog["ra"], float) * u.deg, np.asarray(catalog["dec"], float) * u.deg)
+    cat = catalog if isinstance(catalog, SkyCoord) else SkyCoord(
+        np.asarray(catalog["ra"], float) * u.deg, np.asarray(catalog["dec"], float) * u.deg)
     idx, sep, _ = sky.match_to_catalog_sky(cat)
     sep = sep.to_value(u.arcsec)
-    return np.where(sep <= max_separation_arcsec, idx, -1), sep
+    near = np.flatnonzero(sep <= max_separation_arcsec)
+    closest_first = near[np.argsort(sep[near], kind="stable")]
+    _, first = np.unique(idx[closest_first], return_index=True)
+    keep = np.zeros(len(sep), bool)
+    keep[closest_first[first]] = True
+    return np.where(keep, idx, -1), sep
 
 
 @dataclass

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import StarloomError
+from .arrays import plane
 
 
 @dataclass
@@ -74,9 +74,7 @@ def psf_map(data, stars, *, grid: tuple[int, int] = (3, 3), size: int = 25,
     from astropy.table import Table
     from photutils.psf import EPSFBuilder, extract_stars
 
-    img = np.asarray(data, dtype=float)
-    if img.ndim != 2:
-        raise StarloomError(f"PSF map: a 2-D image is needed, got shape {img.shape}")
+    img = plane(data, "PSF map")
     img = np.where(np.isfinite(img), img, 0.0)
     size = int(size) | 1
     ny, nx = img.shape

@@ -154,12 +154,12 @@ def find_transform_with_fallback(ccd: CCDData, reference: CCDData, *, name: str 
     StarloomError
         The shapes differ or ``fallback`` is unknown.
     """
-    from .registration import detection_image
+    from .registration import detection_image, reference_detection_image
     if ccd.shape[-2:] != reference.shape[-2:]:
         raise StarloomError(f"frame '{name}' has shape {ccd.shape}, reference {reference.shape}")
     if fallback not in ("phase_correlation", "none"):
         raise StarloomError(f"parameter 'fallback': unknown method '{fallback}'")
-    mov, ref = detection_image(ccd), detection_image(reference)
+    mov, ref = detection_image(ccd), reference_detection_image(reference)
     tf, info = _star_match(mov, ref, max_control_points=max_control_points,
                            detection_sigma=detection_sigma, min_area=min_area)
     if tf is not None:

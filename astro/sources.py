@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import plane
 from .errors import StarloomError
 
 
@@ -43,9 +44,7 @@ def segment(data, *, detection_sigma: float = 3.0, min_area: int = 10, deblend: 
     from astropy.table import Table
     from photutils.segmentation import SourceCatalog, deblend_sources, detect_sources
 
-    img = np.asarray(data, dtype=float)
-    if img.ndim != 2:
-        raise StarloomError(f"segmentation: a 2-D image is needed, got shape {img.shape}")
+    img = plane(data, "segmentation")
     bad = ~np.isfinite(img)
     work = np.where(bad, np.nanmedian(img), img)
     _, med, std = sigma_clipped_stats(work, sigma=3.0, mask=bad)
@@ -76,12 +75,21 @@ def gaussian_psf(fwhm: float, size: int | None = None) -> np.ndarray:
     return psf / psf.sum()
 
 
-def richardson_lucy(data, psf, *, iterations: int = 20):
-    """Richardson-Lucy deconvolution (Richardson 1972, JOSA 62, 55; Lucy 1974, AJ 79, 745) by
-    scikit-image's ``restoration.richardson_lucy``.
+def richardson_lucy(data, psf, *, iterations: int = 20, background=None):
+    """Richardson-Lucy deconvolution (Richardson 1972, JOSA 62, 55; Lucy 1974, AJ 79, 745).
 
-    The image is shifted to be non-negative (its minimum subtracted, added back after) and
-    scaled to a maximum of 1, since the algorithm assumes Poisson (non-negative) data.
+    Without ``background``: scikit-image's ``restoration.richardson_lucy`` on the image shifted
+    to be non-negative (its minimum subtracted, added back after) and scaled to a maximum of 1.
+    The sky is then part of the object being deconvolved, and where the PSF does not match a
+    bright star exactly, the algorithm moves sky flux into the star: dark rings below the sky.
+
+    With ``background``: the sky is a known additive term of the image model,
+    ``image = psf * object + background`` with ``object >= 0`` (Richardson-Lucy with a
+    background term; Snyder, Hammoud & White 1993, JOSA A 10, 1014, eq. 8), iterated as
+    ``object <- object * psf^T * (image / (psf * object + background))``. Only the light above
+    the sky is deconvolved and the result cannot fall below the sky: no dark rings. (Own
+    iteration, since scikit-image's has no background term; with a zero background it equals
+    scikit-image's, which ``tests/test_sky.py`` checks.)
 
     Parameters
     ----------
@@ -91,6 +99,8 @@ def richardson_lucy(data, psf, *, iterations: int = 20):
         Point-spread function (normalised to sum 1 here).
     iterations : int
         Number of iterations (more: sharper and noisier).
+    background : float or ndarray of shape (ny, nx), optional
+        The sky under the sources, in the image's units (e.g. :func:`.local_metrics.sky_map`).
 
     Returns
     -------
@@ -103,17 +113,46 @@ def richardson_lucy(data, psf, *, iterations: int = 20):
     """
     from skimage.restoration import richardson_lucy as rl
 
-    img = np.asarray(data, dtype=float)
+    img = plane(data, "deconvolution")
     psf = np.asarray(psf, dtype=float)
-    if img.ndim != 2:
-        raise StarloomError(f"deconvolution: a 2-D image is needed, got shape {img.shape}")
     if psf.ndim != 2 or not psf.sum() > 0:
         raise StarloomError("deconvolution: the PSF must be a 2-D image with a positive sum")
     img = np.where(np.isfinite(img), img, np.nanmedian(img))
+    psf = psf / psf.sum()
+    if background is not None:
+        sky = np.broadcast_to(np.asarray(background, dtype=float), img.shape)
+        # The ratio image / model needs a positive image: shift both by one constant.
+        shift = max(0.0, 1.0 - float(min(img.min(), sky.min())))
+        return rl_with_background(img + shift, psf, sky + shift, iterations) + sky
     lo = float(img.min())
     scale = float(img.max() - lo) or 1.0
-    out = rl((img - lo) / scale, psf / psf.sum(), num_iter=iterations, clip=False)
+    out = rl((img - lo) / scale, psf, num_iter=iterations, clip=False)
     return out * scale + lo
+
+
+def rl_with_background(image, psf, background, iterations: int, start=None,
+                       eps: float = 1e-12):
+    """The object estimate of Richardson-Lucy with a background term (see
+    :func:`richardson_lucy`; Snyder, Hammoud & White 1993): non-negative, without the sky.
+
+    ``image`` and ``background`` (ny, nx) must be positive; ``psf`` (m, m) sums to 1. Starts
+    from ``start``, by default the image above the sky (floored at a millionth of its peak):
+    from a flat start, the sky would drain only as 1/iteration, multiplicative updates being
+    slow where the object is faint. Convolutions as scikit-image's (scipy.signal,
+    ``mode='same'``), so that with a zero background and its flat start the iterations are
+    scikit-image's.
+    """
+    from scipy.signal import convolve
+
+    mirror = psf[::-1, ::-1]
+    if start is None:
+        above = image - background
+        start = np.maximum(above, max(float(above.max()), 1.0) * 1e-6)
+    obj = np.array(start, dtype=float)
+    for _ in range(iterations):
+        model = convolve(obj, psf, mode="same") + background + eps
+        obj = obj * convolve(image / model, mirror, mode="same")
+    return obj
 
 
 def measured_psf(data, *, size: int = 25) -> np.ndarray:

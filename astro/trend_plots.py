@@ -1,8 +1,7 @@
-"""Diagnostic plots (matplotlib, Agg): per-frame trends, 2-D maps, and the Gantt-like chart
-of the run report's timeline.
+"""Diagnostic plots (matplotlib, Agg): per-frame trends and 2-D maps.
 
-Used by the tile pipeline's normalization, global-metrics and prewarp nodes and by
-:mod:`starloom.graph_runtime.report_timeline`; the run report embeds the PNGs.
+Used by the tile pipeline's normalization, global-metrics and prewarp nodes; the run report
+embeds the PNGs.
 """
 from __future__ import annotations
 
@@ -82,42 +81,3 @@ def plot_map(path, image, *, title: str = "", label: str = "", cmap: str = "viri
     path = Path(path)
     fig.savefig(path, dpi=dpi)
     return path
-
-
-def gantt_png(bars: list[dict], *, xlabel: str = "seconds", dpi: int = 90) -> bytes:
-    """PNG bytes of a Gantt-like chart: one horizontal bar per item, top to bottom.
-
-    Parameters
-    ----------
-    bars : list of dict
-        ``label``, ``start``, ``end`` (x units), ``colour``, and optional ``ticks`` (x of black
-        marks on the bar, e.g. frames) and ``crosses`` (x of red crosses, e.g. rejections).
-    xlabel : str
-        Label of the x axis.
-    """
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 0.35 * len(bars) + 1.2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    total = max((b["end"] for b in bars), default=1.0) or 1.0
-    for i, b in enumerate(bars):
-        width = max(b["end"] - b["start"], total * 0.004)  # instant (cached) items stay visible
-        ax.barh(i, width, left=b["start"], color=b.get("colour", "#777"), height=0.6)
-        if b.get("ticks"):
-            ax.plot(b["ticks"], [i] * len(b["ticks"]), "|", color="k", ms=8, alpha=0.6)
-        if b.get("crosses"):
-            ax.plot(b["crosses"], [i] * len(b["crosses"]), "x", color="#c33", ms=7, mew=2)
-    ax.set_yticks(range(len(bars)))
-    ax.set_yticklabels([b["label"] for b in bars], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.tick_params(axis="x", labelsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()

@@ -126,17 +126,12 @@ class _Pairing:
     degree: int  # SIP degree, 0 for TAN
 
     def match(self, w):
-        """Indices ``(stars, catalogue)`` of the pairs within the radius under WCS ``w``."""
-        if len(self.x) == 0 or len(self.cat) == 0:
-            return np.zeros(0, int), np.zeros(0, int)
-        sky = w.pixel_to_world(self.x, self.y)
-        idx, d2d, _ = sky.match_to_catalog_sky(self.cat)
-        d = d2d.arcsec
-        ok = np.nonzero(d <= self.radius)[0]
-        # one detection per catalogue star: keep the closest
-        order = ok[np.argsort(d[ok])]
-        _, first = np.unique(idx[order], return_index=True)
-        sel = np.sort(order[first])
+        """Indices ``(stars, catalogue)`` of the pairs within the radius under WCS ``w``
+        (`starloom.astro.photometry.match_to_catalog`: one detection per catalogue star)."""
+        from .photometry import match_to_catalog
+
+        idx, _ = match_to_catalog(self.x, self.y, w, self.cat, max_separation_arcsec=self.radius)
+        sel = np.flatnonzero(idx >= 0)
         return sel, idx[sel]
 
     def fit(self, si, ci):

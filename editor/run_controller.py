@@ -2,7 +2,10 @@
 worker thread, and show each node's run state, outputs and thumbnail as the run goes.
 
 The runtime's events reach the GUI thread through queued Qt signals; only that thread touches
-widgets.
+widgets. Per-frame work runs on the command line's default executor
+(:func:`~starloom.graph_runtime.executor.make_executor`: a pool of worker processes, one per
+core or ``STARLOOM_WORKERS``), started with ``forkserver`` since this process has other
+threads; the run closes it when it ends, cancelled or not, so no worker outlives the run.
 """
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
+from starloom.astro.errors import StarloomError
 from starloom.graph_runtime.cache import Cache
 from starloom.graph_runtime.editing import EditableGraph
 from starloom.graph_runtime.events import Event
+from starloom.graph_runtime.executor import LocalExecutor, make_executor
 from starloom.graph_runtime.graph import GraphValidationError, plan
 from starloom.graph_runtime.run import Run, RunResult, new_run_dir
 from starloom.serialization import GraphDocument
@@ -94,7 +99,12 @@ class RunController(QObject):
             self._show_problems(e)
             return False
         run_dir = new_run_dir(self.runs_dir or base_dir / "runs")
-        run = Run(run_dir, Cache(self.cache_dir), force=force)
+        try:
+            executor = make_executor()  # as `starloom run` without --workers
+        except StarloomError as e:  # e.g. a bad STARLOOM_WORKERS
+            self.message.emit(f"{e}; computing frames in the editor's process")
+            executor = LocalExecutor()
+        run = Run(run_dir, Cache(self.cache_dir), executor=executor, force=force)
         self._token += 1
         run.listeners.append(self._listener(run, self._token, {n.spec.id: n.cls for n in p.nodes}))
         self._run = run

@@ -281,7 +281,8 @@ class Cache:
         """The complete, intact entry stored under ``key``, or None.
 
         The key is first marked as used by this process (:func:`.cache_maintenance.gc` keeps
-        it). Sizes are checked every time, hashes on this object's first use of the entry, and
+        it). Sizes are checked every time, hashes when a file changed since it was last hashed
+        (by this or an earlier process: :meth:`hash_file`'s memo), and
         the entries its frames live in are checked with it. A damaged entry is removed, reported
         through :meth:`warn` (naming the file and the node) and gives None, so the node is
         recomputed.
@@ -303,7 +304,8 @@ class Cache:
             manifest = read_manifest(folder)
             if manifest is None:
                 return None
-            signature = verify_files(folder, manifest, _VERIFIED.get((self.root, key)))
+            signature = verify_files(folder, manifest, _VERIFIED.get((self.root, key)),
+                                     hasher=self.hash_file)
         except EntryDamaged:
             self.discard(key)
             raise

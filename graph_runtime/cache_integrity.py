@@ -22,14 +22,10 @@ import json
 import os
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Callable
 
 from starloom.astro.errors import StarloomError
-
-
-def sha256_json(obj) -> str:
-    """:func:`starloom.astro.frames.sha256_json` (imported on first use: it brings astropy)."""
-    from starloom.astro.frames import sha256_json as digest
-    return digest(obj)
+from starloom.astro.fileio import sha256_json
 
 
 MANIFEST = "manifest.json"
@@ -176,7 +172,8 @@ def _layout_ok(manifest: dict) -> bool:
     return all(safe_relpath(f) and isinstance(c, dict) for f, c in sums.items())
 
 
-def verify_files(folder: Path, manifest: dict, known: dict | None = None) -> dict:
+def verify_files(folder: Path, manifest: dict, known: dict | None = None,
+                 hasher: Callable[[Path], str] | None = None) -> dict:
     """Check the files of an entry against its manifest's ``checksums``.
 
     Sizes are always compared; sha256 hashes (reading every file) unless ``known`` shows the
@@ -190,6 +187,12 @@ def verify_files(folder: Path, manifest: dict, known: dict | None = None) -> dic
         Its manifest, as :func:`read_manifest` returned it.
     known : dict, optional
         What an earlier call returned for this entry: ``{relative path: mtime_ns}``.
+    hasher : callable, optional
+        sha256 hex digest of a file; default :func:`file_sha256` (reads it). The cache passes
+        its memo (:meth:`.cache.Cache.hash_file`, keyed by path, size and modification time),
+        so an entry hashed by an earlier process is not read again while its files are
+        unchanged; a file altered with its modification time kept is then only found by a
+        full check (``starloom cache verify``), as git's index trusts file stat data.
 
     Returns
     -------
@@ -214,7 +217,7 @@ def verify_files(folder: Path, manifest: dict, known: dict | None = None) -> dic
     signature = {rel: st.st_mtime_ns for rel, st in stats.items()}
     if signature != known:
         for rel, want in manifest["checksums"].items():
-            if file_sha256(folder / rel) != want.get("sha256"):
+            if (hasher or file_sha256)(folder / rel) != want.get("sha256"):
                 raise _damaged(folder / rel, "does not match its checksum (altered)", manifest)
     return signature
 

@@ -26,6 +26,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -313,8 +314,22 @@ def gc(cache: "Cache", max_bytes: int | None = None, older_than: float | None = 
         shutil.rmtree(t, ignore_errors=True)
     orphans = remove_orphans(cache, orphan_age)
     _remove_idle_locks(cache.root, orphan_age)
+    _forget_missing_files(cache.root / FINGERPRINTS)
     return {"removed": len(victims), "bytes": sum(v[2] for v in victims),
             "kept_in_use": spared, "orphans": orphans, "bytes_left": total}
+
+
+def _forget_missing_files(path: Path) -> None:
+    """Drop the memoized hashes of files that no longer exist (removed entries, moved inputs):
+    the memo only grows otherwise. A damaged database is left to ``verify``."""
+    if not path.exists():
+        return
+    try:
+        with closing(sqlite3.connect(path, timeout=30)) as db, db:
+            gone = [(p,) for (p,) in db.execute("SELECT path FROM fp") if not os.path.exists(p)]
+            db.executemany("DELETE FROM fp WHERE path=?", gone)
+    except sqlite3.DatabaseError:
+        pass
 
 
 def _dependents(entries: list, removed: set[str], used: set[str]) -> list:

@@ -100,6 +100,22 @@ class NodeContext:
         self._run.emit(Event.PROGRESS, node=self.node_id, frame=self.frame, done=done,
                        total=total, log=False)
 
+    @property
+    def band_map(self):
+        """Where a whole-image node computes its chunked work (e.g. the stack's row bands): a
+        callable ``band_map(fn, items)`` yielding ``(index, fn(item))`` as tasks finish, on the
+        run executor's workers (a Dask cluster), or None to use the node's own threads (local
+        executors). ``fn`` and the items must be picklable and read files all workers see; see
+        :func:`starloom.astro.combiner.combine_bands`."""
+        executor = getattr(self._run, "executor", None)  # a worker's host has none
+        return executor.band_map() if executor is not None else None
+
+    @property
+    def band_tasks(self) -> int:
+        """Tasks of :attr:`band_map` that run at once (the least number to split work into)."""
+        executor = getattr(self._run, "executor", None)
+        return executor.band_slots() if executor is not None else 1
+
     def graph_json(self) -> str | None:
         """The graph as run (parameters given, paths resolved) as JSON text, with the running
         Starloom version in ``metadata.created_with``: what save nodes embed in the images they

@@ -8,10 +8,12 @@ the on-disk cache and returns references, so no memory is shared between process
 
 - :class:`LocalExecutor`: one frame after another in the run's process (the library default,
   ``Run(...)`` without an executor, and ``--workers 1``).
-- :class:`ProcessExecutor`: a pool of worker processes on this machine (the command line's
-  default: one per core, ``STARLOOM_WORKERS`` or ``starloom run --workers N``).
+- :class:`ProcessExecutor`: a pool of worker processes on this machine (the default of the
+  command line and the editor: one per core, ``STARLOOM_WORKERS`` or ``starloom run --workers
+  N``).
 - :class:`~.executor_dask.DaskExecutor`: Dask tasks on a ``LocalCluster`` or an existing
-  cluster (``starloom run --executor dask [--scheduler ADDRESS]``).
+  cluster (``starloom run --executor dask [--scheduler ADDRESS]``); the stack's row bands
+  become tasks too (:meth:`Executor.band_map`).
 
 Process start method: ``fork`` when the calling process runs a single Python thread (the
 command line): it is the cheapest start (no re-import; workers begin with the modules the run
@@ -47,6 +49,17 @@ class Executor(ABC):
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
         """Apply ``fn`` to each item. Exceptions propagate to the caller; closing the
         generator early (a cancelled run) cancels the tasks not yet started."""
+
+    def band_map(self) -> Callable | None:
+        """The mapper a whole-image node gives its chunked work (the stack's row bands, see
+        :meth:`~.context.NodeContext.band_map`), or None to keep that work in the run's process
+        on the node's own threads: on one machine, threads sharing the frames' bands beat
+        sending each band to another process. The Dask executor returns its :meth:`map`."""
+        return None
+
+    def band_slots(self) -> int:
+        """How many tasks of :meth:`band_map` run at once (1 without a band map)."""
+        return 1
 
     def start(self) -> None:
         """Start the workers now (e.g. while the process is still single-threaded, see the

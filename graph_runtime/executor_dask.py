@@ -1,12 +1,25 @@
-"""The Dask executor: the frames of per-frame nodes as Dask tasks.
+"""The Dask executor: the frames of per-frame nodes and the stack's row bands as Dask tasks.
 
 ``starloom run GRAPH --executor dask`` starts a ``dask.distributed.LocalCluster`` (one
 single-threaded worker process per core, or ``--workers N``); ``--scheduler ADDRESS`` (e.g.
 ``tcp://10.0.0.5:8786``) uses a running cluster instead, e.g. one dask-jobqueue started on
 SLURM or PBS. Each frame is one task (``client.map`` of
 :func:`~.frame_task.compute_frame`, ``pure=False``) that reads its frame from its file, stores
-its result in the cache and returns references; the run itself (planning, whole-image nodes
-such as the stack, the run directory) stays in the ``starloom`` process.
+its result in the cache and returns references; the run itself (planning, whole-image nodes,
+the run directory) stays in the ``starloom`` process.
+
+The band reduction of the stack (``stacking.combine``) is split into chunked tasks: the node
+takes :meth:`DaskExecutor.band_map` through ``ctx.band_map`` and gives it to
+:func:`starloom.astro.combiner.combine_bands`, which cuts the rows into ranges (each within the
+node's ``memory_limit``, at least one per worker thread) and maps its range task over them. Each
+task reads its rows of every frame from the frames' files, with the per-frame normalization
+and weights computed before the bands (they travel with the task, pickled by cloudpickle), and
+returns the combined rows, which ``combine_bands`` copies to their place as they arrive (the
+order tasks finish in does not matter). A killed worker's range is computed again. Every pixel is computed the same
+way whatever the range, so the image, its uncertainty and the rejection map are the bits of
+the local run (``tests/test_dask_bands.py``). Local executors return no band map: on one
+machine the stack's own threads share the bands in memory, which beats sending them to other
+processes.
 
 What every worker must see at the same paths: the graph's input files, the cache folder
 (``--cache`` or ``STARLOOM_CACHE``) and the run directory (workers write per-frame artifacts
@@ -72,6 +85,12 @@ class DaskExecutor(Executor):
         finally:
             for fut in futures:
                 fut.cancel()
+
+    def band_map(self):
+        return self.map  # a whole-image node's row bands become tasks too
+
+    def band_slots(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
 
     def close(self) -> None:
         if self._own and self._client is not None:

@@ -21,14 +21,16 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starloom.astro.errors import FrameRejected, StarloomError
-from starloom.astro.frames import FrameRef
 
 from .context import NodeContext
 from .errors import Cancelled, NodeError
 from .events import Event
+
+if TYPE_CHECKING:  # the engine is imported by a fully cached run, which needs no science
+    from starloom.astro.frames import FrameRef
 
 
 @dataclass

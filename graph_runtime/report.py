@@ -16,7 +16,7 @@ from starloom.astro.fileio import write_text_atomic
 
 from . import report_sections as sections
 from .events import Event
-from .report_timeline import timeline_png
+from .report_timeline import timeline_svg
 from .runs import count_attempts, last_attempt, read_events, read_json, read_status
 
 # Badge colour of each run status.
@@ -143,12 +143,12 @@ def _timeline(events: list[dict], status: str, n_nodes: int) -> str:
         return (f"<p><small>{n_nodes} nodes: no timeline above {MAX_TIMELINE_NODES}; the node "
                 "table gives each node's time</small></p>")
     try:
-        png = timeline_png(last_attempt(events))
-    except Exception as e:  # noqa: BLE001 - a plotting failure must not cost the report
+        svg = timeline_svg(last_attempt(events))
+    except Exception as e:  # noqa: BLE001 - a drawing failure must not cost the report
         return f"<p class='msg'>timeline not drawn: {html.escape(str(e))}</p>"
-    if png is None:
+    if svg is None:
         return "<p><small>no node has started yet</small></p>"
-    return (f"<figure class='wide'><img src='{sections.data_uri(png)}' alt='timeline'>"
+    return (f"<figure class='wide' aria-label='timeline'>{svg}"
             "<figcaption>node timeline: bars from start to end (green computed, blue cached, red "
             "failed, orange running), ticks per frame, red crosses for rejected frames"
             "</figcaption></figure>")

@@ -37,7 +37,6 @@ from typing import Any, Callable, Iterator
 from starloom.astro.errors import StarloomError
 
 from .cache import Cache, code_identity, node_key
-from .cache_values import value_key
 from .context import NodeContext
 from .errors import Cancelled, NodeError
 from .events import Event
@@ -142,7 +141,9 @@ class Run:
         self._events = open(self.dir / "logs" / "run_events.jsonl", "a", encoding="utf-8")
         self._cancel = threading.Event()
         self.guard_rails: list[dict] = []  # decisions nodes report (e.g. abort/reduced/full)
-        self._values: dict[str, dict[str, Any]] = {}  # outputs a later node still reads
+        # Outputs a later node still reads; a cached node's are loaded when first read (a fully
+        # cached run reads none, and so never imports the science libraries).
+        self._values: dict[str, dict[str, Any] | Callable[[], dict]] = {}
         self._port_keys: dict[str, dict[str, Any]] = {}  # content key of every output
         self._stored: dict[str, str] = {}  # node id -> key of its cache entry
 
@@ -185,9 +186,8 @@ class Run:
             The node has not finished in this run, or its values were freed and cannot be
             loaded (a run without a cache, after it ended).
         """
-        values = self._values.get(node_id)
-        if values is not None:
-            return dict(values)
+        if node_id in self._values:
+            return dict(self._loaded(node_id))
         key = self._stored.get(node_id)
         entry = self.cache.lookup(key) if key is not None else None
         if entry is None:
@@ -215,7 +215,7 @@ class Run:
         try:
             with warnings.catch_warnings():
                 # Repairs are reported once, by the node that loads the files.
-                from starloom.astro.fits import HeaderRepairWarning
+                from starloom.astro.errors import HeaderRepairWarning
                 warnings.simplefilter("ignore", HeaderRepairWarning)
                 self._walk(plan, result)
             result.outputs = RunOutputs(self, [pn.spec.id for pn in plan.nodes])
@@ -296,9 +296,6 @@ class Run:
 
     def _node(self, pn: PlannedNode, result: RunResult):
         nid, cls = pn.spec.id, pn.cls
-        inputs = {port: self._values[src][sp] for port, (src, sp) in pn.inputs.items()}
-        for port in cls.inputs:
-            inputs.setdefault(port, None)
         in_keys = {port: self._port_keys[src][sp] for port, (src, sp) in pn.inputs.items()}
         params_json = key_params(pn.params)
         try:
@@ -312,12 +309,15 @@ class Run:
         if entry is not None:
             entry.restore_files(self.dir)
             self._write_artifact(nid, entry.diagnostics)
-            self._keep(nid, entry.values(), entry.manifest["port_keys"], key)
+            self._keep(nid, entry.values, entry.manifest["port_keys"], key)
             result.cached.append(nid)
             self.emit(Event.NODE_CACHED, node=nid, key=key)
             return
         self.emit(Event.NODE_STARTED, node=nid, key=key)
         t0 = time.perf_counter()
+        inputs = {port: self._loaded(src)[sp] for port, (src, sp) in pn.inputs.items()}
+        for port in cls.inputs:
+            inputs.setdefault(port, None)
         try:
             if cls.per_frame:
                 out, diagnostics, files = self._per_frame(pn, inputs, in_keys, fp, params_json,
@@ -335,6 +335,7 @@ class Run:
             self._fail(nid, e)
         seconds = time.perf_counter() - t0
         out, files = self._publish(pn, out, files)
+        from .cache_values import value_key
         port_keys = {port: value_key(v) for port, v in out.items()}
         manifest = {"pre_image": pre, "node": nid, "seconds": seconds, "port_keys": port_keys,
                     "libraries": library_versions(), "diagnostics": diagnostics}
@@ -348,7 +349,14 @@ class Run:
         result.executed.append(nid)
         self.emit(Event.NODE_FINISHED, node=nid, key=key, seconds=round(seconds, 3))
 
-    def _keep(self, nid: str, values: dict, port_keys: dict, key: str | None):
+    def _loaded(self, nid: str) -> dict[str, Any]:
+        values = self._values[nid]
+        if callable(values):  # a cached entry's loader
+            values = self._values[nid] = values()
+        return values
+
+    def _keep(self, nid: str, values: dict | Callable[[], dict], port_keys: dict,
+              key: str | None):
         # Before the node's event, so a listener can call node_outputs.
         self._values[nid], self._port_keys[nid] = values, port_keys
         if key is not None:

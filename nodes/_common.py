@@ -1,15 +1,16 @@
 """Helpers shared by the built-in nodes: combine parameters, frame matching."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import numpy as np
-from astropy.nddata import CCDData
 from pydantic import Field
 
 from starloom.astro.errors import StarloomError
-from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Params
+
+if TYPE_CHECKING:  # the science is imported where a node runs, not when the registry is built
+    from astropy.nddata import CCDData
+    from starloom.astro.frames import FrameSeries
 
 
 # Sigma-clipping bounds and iterations, declared once and named the same wherever frames are
@@ -110,7 +111,8 @@ def single_image(value, what: str, ctx=None, *, longest_exposure: bool = False):
     if not len(value):
         raise StarloomError(f"input '{what}' is an empty series")
     if longest_exposure:
-        return value[int(np.argmax([r.meta.get("EXPTIME") or 0 for r in value.refs]))]
+        exposures = [r.meta.get("EXPTIME") or 0 for r in value.refs]
+        return value[exposures.index(max(exposures))]  # the first of equals, as np.argmax
     if len(value) > 1 and ctx is not None:
         ctx.warn(f"{len(value)} frames given: using the first, {value.names[0]}")
     return value[0]

@@ -20,29 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
-import numpy as np
-from astropy import units as u
-from astropy.coordinates import SkyCoord
-from astropy.nddata import CCDData
-from astropy.table import Column, vstack
 from pydantic import BeforeValidator, Field, model_validator
-from starloom.astro.catalogs import find_index_files, footprint_cone, load_catalog
 from starloom.astro.errors import FrameRejected, ParamError, StarloomError
-from starloom.astro.frames import as_header
-from starloom.astro.hints import hints_from_header, parse_dec, parse_ra
-from starloom.astro.platesolve import PlateSolveError, plate_solve
-from starloom.astro.plots import plot_residuals
-from starloom.astro.stars import detect_stars
-from starloom.astro.wcsfit import WCSFitError, refine_wcs
-from starloom.astro.wcsutil import (
-    celestial_wcs,
-    covering_cone,
-    mean_plane,
-    pixel_scale_arcsec,
-    require_wcs,
-    wcs_shapes,
-    with_wcs,
-)
 from starloom.graph_runtime.node import Node, Params, PathParam, Port, Quantity
 
 from ._common import renamed_params
@@ -57,7 +36,6 @@ def _sky_angle(kind: str):
     RA strings such as ``'12:35:49'`` or ``'12 35 49'`` are hours, Dec strings degrees (as in
     OBJCTRA/OBJCTDEC); plain numbers (or numeric strings) are degrees; an empty string is None.
     """
-    parse = parse_ra if kind == "ra" else parse_dec
     bounds = {"ge": 0, "lt": 360} if kind == "ra" else {"ge": -90, "le": 90}
 
     def convert(value):
@@ -65,7 +43,8 @@ def _sky_angle(kind: str):
             if not value.strip():
                 return None
             try:
-                return parse(value)
+                from starloom.astro.hints import parse_dec, parse_ra
+                return (parse_ra if kind == "ra" else parse_dec)(value)
             except (ValueError, TypeError):
                 raise ValueError(f"cannot read {value!r} as an angle") from None
         return value
@@ -117,6 +96,8 @@ def _cache_dir(ctx) -> Path:
 
 def _detect(ccd: CCDData, params, pixel_scale: float | None = None, max_stars=None):
     """Detect stars on a frame; the pixel scale for FWHM in arcsec comes from its WCS if any."""
+    from starloom.astro.stars import detect_stars
+    from starloom.astro.wcsutil import celestial_wcs, mean_plane, pixel_scale_arcsec
     data, mask = mean_plane(ccd)
     w = celestial_wcs(ccd)
     if pixel_scale is None and w is not None:
@@ -173,6 +154,11 @@ class DetectStars(Node):
                                       "saturated; ra, dec (deg) when the frame has a WCS")}
 
     def run(self, ctx, params, image):
+        import numpy as np
+        from astropy import units as u
+        from astropy.nddata import CCDData
+        from astropy.table import Column, vstack
+        from starloom.astro.wcsutil import celestial_wcs
         items = ([("image", image)] if isinstance(image, CCDData)
                  else zip(image.names, image))
         n = 1 if isinstance(image, CCDData) else len(image)
@@ -265,6 +251,8 @@ class PlateSolve(Node):
         return renamed_params(params, {"sip_order": "sip_degree"})
 
     def run(self, ctx, params, frame):
+        from starloom.astro.platesolve import PlateSolveError, plate_solve
+        from starloom.astro.wcsutil import mean_plane, with_wcs
         ccd = frame
         dirs = _index_dirs(params.index_dir)
         _check_solver(dirs)
@@ -307,6 +295,7 @@ class PlateSolve(Node):
 
 def _check_solver(index_dirs):
     """Fail (rather than reject frames) when the solver or its index files are missing."""
+    from starloom.astro.catalogs import find_index_files
     if shutil.which("solve-field") is None:
         raise StarloomError("solve-field not found on PATH; install astrometry.net "
                             "(apt-get install astrometry.net astrometry-data-tycho2)")
@@ -318,6 +307,9 @@ def _check_solver(index_dirs):
 
 def _hints(ccd: CCDData) -> dict:
     """Solver hints from a frame: its existing WCS (centre and scale), else header keywords."""
+    from starloom.astro.frames import as_header
+    from starloom.astro.hints import hints_from_header
+    from starloom.astro.wcsutil import celestial_wcs, pixel_scale_arcsec
     hints = hints_from_header(as_header(ccd.meta))
     w = celestial_wcs(ccd)
     if w is not None:
@@ -362,6 +354,11 @@ class Catalog(Node):
                                         "bv, bp_rp, pmra, pmdec, name")}
 
     def run(self, ctx, params, image=None):
+        import numpy as np
+        from astropy import units as u
+        from astropy.coordinates import SkyCoord
+        from starloom.astro.catalogs import load_catalog
+        from starloom.astro.wcsutil import covering_cone, wcs_shapes
         if image is not None:
             found = wcs_shapes(image)
             pairs = [(w, s) for _, w, s in found if w is not None]
@@ -423,6 +420,11 @@ class RefineWCS(Node):
     outputs = {"frames": Port("FrameSeries", "frames with the refined WCS")}
 
     def run(self, ctx, params, frame, catalog=None):
+        import numpy as np
+        from starloom.astro.catalogs import footprint_cone, load_catalog
+        from starloom.astro.plots import plot_residuals
+        from starloom.astro.wcsfit import WCSFitError
+        from starloom.astro.wcsutil import pixel_scale_arcsec, require_wcs, with_wcs
         ccd = frame
         w = require_wcs(ccd, ctx.frame)
         shape = ccd.shape[-2:]
@@ -460,6 +462,7 @@ class RefineWCS(Node):
 
 def _fit_lowering_degree(stars, wcs, catalog, params):
     """`refine_wcs` at the highest SIP degree up to ``params.sip_degree`` the matches support."""
+    from starloom.astro.wcsfit import WCSFitError, refine_wcs
     error = None
     for degree in [d for d in range(params.sip_degree, -1, -1) if d != 1]:
         try:

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from astropy.nddata import CCDData
 from pydantic import Field
-from starloom.astro.frames import as_header
 from starloom.graph_runtime.node import Node, Params, Port
 
 
@@ -53,6 +51,8 @@ class BackgroundExtract(Node):
                                         "model_<c> per channel")}
 
     def run(self, ctx, params, image):
+        from astropy.nddata import CCDData
+        from starloom.astro.frames import as_header
         from starloom.astro.background import extract_background, plot_bge
 
         p = params

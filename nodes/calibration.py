@@ -8,18 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
-from starloom.astro.calibration import (
-    FlatCalibration,
-    as_float32,
-    calibrate_light,
-    check_shape,
-    group_by_exposure,
-    normalise,
-)
-from starloom.astro.darks import bimodal_split, dark_scaling_residual, frame_levels
-from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
 from ._common import CombineParams, renamed_params
@@ -34,6 +23,7 @@ def _check_type(ctx, series: FrameSeries, wanted: str):
 
 def _bimodal_choice(ctx, darks: FrameSeries, exptime: float, choice: str) -> FrameSeries:
     """The darks to combine when their levels fall into two clusters (with a warning)."""
+    from starloom.astro.darks import bimodal_split, frame_levels
     split = bimodal_split(frame_levels(darks))
     if split is None:
         return darks
@@ -63,6 +53,8 @@ class MasterBias(Node):
     outputs = {"master_bias": Port("Image", "master bias, ADU")}
 
     def run(self, ctx, params, frames):
+        import numpy as np
+        from starloom.astro.calibration import as_float32
         _check_type(ctx, frames, "bias")
         master = params.combine(frames, ctx)
         master.header["IMAGETYP"] = "Master Bias"
@@ -102,6 +94,10 @@ class MasterDark(Node):
     outputs = {"darks": Port("FrameSeries", "one master dark per exposure time")}
 
     def run(self, ctx, params, frames, bias=None):
+        import numpy as np
+        from starloom.astro.calibration import as_float32, check_shape, group_by_exposure
+        from starloom.astro.darks import dark_scaling_residual
+        from starloom.astro.frames import FrameSeries
         _check_type(ctx, frames, "dark")
         groups = group_by_exposure(frames, params.exposure_tolerance)
         masters, names, info = [], [], []
@@ -165,6 +161,9 @@ class MasterFlat(Node):
                               {"normalization": {"mean": "average"}})
 
     def run(self, ctx, params, frames, bias=None, darks=None):
+        import numpy as np
+        from starloom.astro.calibration import FlatCalibration, as_float32, normalise
+        from starloom.astro.frames import FrameSeries
         _check_type(ctx, frames, "flat")
         masters, names, info = [], [], []
         bias_data = bias.data.astype(np.float32) if bias is not None else None
@@ -221,6 +220,7 @@ class CalibrateLights(Node):
     outputs = {"lights": Port("FrameSeries", "calibrated light frames")}
 
     def run(self, ctx, params, frame, bias=None, darks=None, flats=None):
+        from starloom.astro.calibration import calibrate_light
         if params.dark_scaling == "optimize" and bias is None and darks is not None:
             ctx.warn("dark optimization without a master bias: the factor also scales the "
                      "bias level left in the light")

@@ -3,20 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
-from astropy import units as u
-from astropy.io import fits
-from astropy.nddata import CCDData
 from pydantic import Field
-from starloom.astro.coadd import LazyPlane, coadd, optimal_wcs
 from starloom.astro.errors import StarloomError
-from starloom.astro.frames import as_header
-from starloom.astro.wcsutil import (
-    pixel_scale_arcsec,
-    require_wcs,
-    strip_wcs,
-    wcs_shapes,
-)
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
 from ._common import SIGMA_HIGH, SIGMA_LOW, ClipIterations, SigmaBound, renamed_params
@@ -79,6 +67,13 @@ class ReprojectCoadd(Node):
                               {"method": {"mean": "average"}})
 
     def run(self, ctx, params, frames, reference=None):
+        import numpy as np
+        from astropy import units as u
+        from astropy.io import fits
+        from astropy.nddata import CCDData
+        from starloom.astro.coadd import LazyPlane, coadd, optimal_wcs
+        from starloom.astro.frames import as_header
+        from starloom.astro.wcsutil import pixel_scale_arcsec, require_wcs, strip_wcs, wcs_shapes
         if len(frames) == 0:
             raise StarloomError("no frames to co-add")
         found = wcs_shapes(frames)

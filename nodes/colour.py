@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
-from starloom.astro.debayer import debayer_ccd
 from starloom.graph_runtime.node import Node, Params, Port
 
 PatternName = Literal["auto", "RGGB", "GRBG", "GBRG", "BGGR"]
@@ -26,6 +24,8 @@ class DebayerParams(Params):
 
 
 def _debayer(ctx, params, image, name):
+    import numpy as np
+    from starloom.astro.debayer import debayer_ccd
     rgb = debayer_ccd(image, params.method, params.pattern, name=name)
     levels = [float(np.nanmedian(p)) for p in rgb.data]
     ctx.history(f"debayered ({rgb.header['CFAPAT']}, {params.method})")

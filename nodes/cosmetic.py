@@ -8,12 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-import astropy.units as u
-import numpy as np
-from astropy.io import fits
-from astropy.nddata import CCDData
 from pydantic import Field
-from starloom.astro import cosmetic
 from starloom.astro.errors import StarloomError
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
@@ -27,6 +22,10 @@ CFA_DESCRIPTION = ("CFA (Bayer) mosaic: 'auto' when the frame has BAYERPAT; then
 def _map_image(mask: np.ndarray, imagetyp: str, source=None) -> CCDData:
     """A pixel map as an Image: uint8 data (1 = flagged), IMAGETYP, and the source's
     instrument keywords so the map can be matched to its camera later."""
+    import astropy.units as u
+    import numpy as np
+    from astropy.io import fits
+    from astropy.nddata import CCDData
     img = CCDData(np.asarray(mask, np.uint8), unit=u.dimensionless_unscaled, meta=fits.Header())
     img.header["IMAGETYP"] = imagetyp
     img.header["NFLAGGED"] = (int(np.count_nonzero(mask)), "pixels flagged in this map")
@@ -65,6 +64,7 @@ class DeviantPixels(Node):
                "map": Port("Image", "hot or cold pixels (uint8)")}
 
     def run(self, ctx, params, master):
+        from starloom.astro import cosmetic
         img = single_image(master, "master", longest_exposure=True)
         cfa = cosmetic.is_cfa(img.header, params.cfa)
         hot, cold = cosmetic.deviant_pixels(img.data, params.sigma_hot, params.sigma_cold, cfa=cfa)
@@ -98,6 +98,7 @@ class BadPixelMap(Node):
     outputs = {"map": Port("Image", "bad-pixel map (uint8, 1 = bad)")}
 
     def run(self, ctx, params, flat):
+        from starloom.astro import cosmetic
         img = single_image(flat, "flat", longest_exposure=True)
         cfa = cosmetic.is_cfa(img.header, params.cfa)
         bad = cosmetic.bad_pixel_map(img, cfa=cfa, lsigma=params.lsigma, hsigma=params.hsigma,
@@ -132,6 +133,8 @@ class HotPixelsFromLights(Node):
     outputs = {"map": Port("Image", "hot pixel map (uint8, 1 = hot)")}
 
     def run(self, ctx, params, frames):
+        import numpy as np
+        from starloom.astro import cosmetic
         if not len(frames):
             raise StarloomError("no light frames to find hot pixels in")
         first = frames[0]
@@ -179,6 +182,7 @@ class CosmicRays(Node):
                "maps": Port("FrameSeries", "cosmic-ray map of each frame (uint8)")}
 
     def run(self, ctx, params, frame):
+        from starloom.astro import cosmetic
         cfa = cosmetic.is_cfa(frame.header, params.cfa)
         rays = cosmetic.cosmic_ray_map(frame, cfa=cfa, sigclip=params.sigclip,
                                        sigfrac=params.sigfrac, objlim=params.objlim,
@@ -218,6 +222,8 @@ class CorrectPixels(Node):
     outputs = {"frames": Port("FrameSeries", "corrected frames")}
 
     def run(self, ctx, params, frame, map=None, map2=None):
+        import numpy as np
+        from starloom.astro import cosmetic
         cfa = cosmetic.is_cfa(frame.header, params.cfa)
         flagged = np.zeros(frame.shape, bool)
         for name, m in (("map", map), ("map2", map2)):

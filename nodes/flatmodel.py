@@ -7,14 +7,8 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-import astropy.units as u
-import numpy as np
-from astropy.nddata import CCDData, StdDevUncertainty
-from astropy.table import hstack
 from pydantic import Field
 
-from starloom.astro.flatmodel import (FlatModelOptions, build_flat_model, channel_statistics,
-                                      split_half_validation)
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
 from ._common import SIGMA_HIGH, SIGMA_LOW, SigmaBound
@@ -57,6 +51,10 @@ class FlatFieldModel(Node):
                "statistics": Port("Table", "per-channel statistics and validation")}
 
     def run(self, ctx, params, flats, bias=None, darks=None):
+        import numpy as np
+        from astropy.table import hstack
+        from starloom.astro.flatmodel import (FlatModelOptions, build_flat_model,
+                                              channel_statistics, split_half_validation)
         options = FlatModelOptions(
             saturation=params.saturation, max_saturated=params.max_saturated,
             min_level=params.min_level, min_factor=params.min_factor,
@@ -134,6 +132,9 @@ def _write_artifacts(ctx, model, stats, images, summary):
 
 
 def _image(flats, model) -> CCDData:
+    import astropy.units as u
+    import numpy as np
+    from astropy.nddata import CCDData, StdDevUncertainty
     header = flats.refs[model.used[0]].header()
     for key in list(header):
         if key.startswith(("BZERO", "BSCALE", "BLANK")):

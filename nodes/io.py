@@ -3,16 +3,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from astropy.nddata import CCDData
 from pydantic import Field, field_validator
 
-from starloom.astro import fits as fitsio
 from starloom.astro.errors import StarloomError
+from starloom.astro.keywords import FRAME_KEYWORDS
 from starloom.graph_runtime.embedded import embed_graph
 from starloom.graph_runtime.node import Node, Params, PathParam, Port, expand_paths
-
-from starloom.astro import stretch as stretching
-from starloom.astro.collection import collect_frames
 
 FITS_PATTERNS = "*.fit,*.fits,*.fts,*.FIT,*.FITS,*.FTS,*.fit.fz,*.fits.fz,*.fits.gz"
 
@@ -53,9 +49,9 @@ class LoadFrames(Node):
         @classmethod
         def _known_keywords(cls, v):
             v = [k.upper() for k in v]
-            unknown = [k for k in v if k not in fitsio.FRAME_KEYWORDS]
+            unknown = [k for k in v if k not in FRAME_KEYWORDS]
             if unknown:
-                raise ValueError(f"{unknown} not among the keywords read: {', '.join(fitsio.FRAME_KEYWORDS)}")
+                raise ValueError(f"{unknown} not among the keywords read: {', '.join(FRAME_KEYWORDS)}")
             return v
 
     outputs = {"frames": Port("FrameSeries", "the selected frames"),
@@ -76,6 +72,7 @@ class LoadFrames(Node):
         return [[f, hash_file(f)] for f in cls._files(params)]
 
     def run(self, ctx, params):
+        from starloom.astro.collection import collect_frames
         found = collect_frames(self._files(params), hash_file=ctx.hash_file,
                                frame_type=params.frame_type, imagetyp=params.imagetyp,
                                where=params.where, sort_by=params.sort_by,
@@ -92,7 +89,8 @@ class LoadFrames(Node):
         return {"frames": found.series, "metadata": found.metadata()}
 
 
-def _template(template: str, ccd: CCDData, name: str, index: int) -> str:
+def _template(template: str, ccd, name: str, index: int) -> str:
+    from starloom.astro import fits as fitsio
     fields = {k: v for k, v in fitsio.frame_metadata(ccd.header).items() if v is not None}
     fields.update(name=name, index=index)
     try:
@@ -130,6 +128,8 @@ class SaveFits(Node):
     outputs = {"path": Port("Path", "written file(s), comma separated")}
 
     def run(self, ctx, params, image):
+        from astropy.nddata import CCDData
+        from starloom.astro import fits as fitsio
         items = ([(image, "image", 0)] if isinstance(image, CCDData)
                  else [(image[i], r.name, i) for i, r in enumerate(image.refs)])
         paths = []
@@ -174,6 +174,7 @@ class SavePng(Node):
     def run(self, ctx, params, image):
         if params.percentile_low >= params.percentile_high:
             raise StarloomError("parameter 'percentile_low' must be below 'percentile_high'")
+        from starloom.astro import stretch as stretching
         if image.data.ndim == 3 and params.colour != "linked":
             from starloom.astro.colour import colour_stretch
             img = colour_stretch(image.data, params.colour, stretch=params.stretch, mask=image.mask,

@@ -5,14 +5,9 @@ The library (folder, catalogue, matching rules) is :mod:`starloom.astro.library`
 """
 from __future__ import annotations
 
-from astropy.nddata import CCDData
-from astropy.table import Table
 from pydantic import Field
 
 from starloom.astro.errors import StarloomError
-from starloom.astro.frames import FrameSeries
-from starloom.astro.library import Library
-from starloom.astro.library_match import Tolerances, light_settings, select_masters
 from starloom.graph_runtime.node import Node, Params, PathParam, Port, Quantity
 
 LIBRARY_HELP = ("Library folder; empty: $STARLOOM_LIBRARY, else 'library' in the user data "
@@ -20,6 +15,7 @@ LIBRARY_HELP = ("Library folder; empty: $STARLOOM_LIBRARY, else 'library' in the
 
 
 def _masters(value) -> list[CCDData]:
+    from astropy.nddata import CCDData
     if value is None:
         return []
     return [value] if isinstance(value, CCDData) else list(value)
@@ -50,6 +46,8 @@ class SaveToLibrary(Node):
     outputs = {"masters": Port("Table", "the masters stored: id, type, file, metadata")}
 
     def run(self, ctx, params, bias=None, darks=None, flats=None):
+        from astropy.table import Table
+        from starloom.astro.library import Library
         lib = Library(params.library or None)
         rows = []
         for kind, value in (("bias", bias), ("dark", darks), ("flat", flats)):
@@ -102,9 +100,14 @@ class SelectFromLibrary(Node):
     def fingerprint(cls, params, hash_file):
         # The choice depends on the library's content, which is not an input: its catalogue
         # (every master's id) enters the key, so saving or removing a master re-selects.
+        from starloom.astro.library import Library
         return [m.key for m in Library(params.library or None).masters()]
 
     def run(self, ctx, params, lights):
+        from astropy.table import Table
+        from starloom.astro.frames import FrameSeries
+        from starloom.astro.library import Library
+        from starloom.astro.library_match import Tolerances, light_settings, select_masters
         if not len(lights):
             raise StarloomError("input 'lights' is empty: no light frames to choose masters for")
         lib = Library(params.library or None)

@@ -5,16 +5,7 @@ The measurements are :mod:`starloom.astro.focus` and :mod:`starloom.astro.vignet
 """
 from __future__ import annotations
 
-import numpy as np
 from pydantic import Field
-from starloom.astro.distortion import distortion_map, plot_distortion
-from starloom.astro.errors import StarloomError
-from starloom.astro.focus import (fit_vcurve, focus_position, frame_focus_metrics,
-                                  plot_focus_curve, star_sizes)
-from starloom.astro.focal_plane import focal_plane, measure_sources, plot_focal_plane
-from starloom.astro.frames import as_header
-from starloom.astro.psfmap import image_psf_map, plot_psf_map
-from starloom.astro.vignetting import measure_vignetting, plot_vignetting
 from starloom.graph_runtime.node import Node, Params, Port
 
 from ._common import single_image
@@ -47,6 +38,10 @@ class FocusSweep(Node):
                                       "n_stars, donut, fitted; meta best_focus, best_focus_err")}
 
     def run(self, ctx, params, frames):
+        import numpy as np
+        from starloom.astro.focus import (fit_vcurve, focus_position, frame_focus_metrics,
+                                          plot_focus_curve, star_sizes)
+        from starloom.astro.frames import as_header
         from astropy.table import Table
 
         rows = []
@@ -97,12 +92,11 @@ class VignettingMap(Node):
 
     def run(self, ctx, params, flat):
         from astropy.table import Table
+        from starloom.astro.arrays import plane
+        from starloom.astro.vignetting import measure_vignetting, plot_vignetting
 
         flat = single_image(flat, "flat", ctx)  # master flats by filter: the first
-        if flat.data.ndim != 2:
-            raise StarloomError(f"node input 'flat': a 2-D image is needed, got shape "
-                                f"{flat.data.shape}")
-        v = measure_vignetting(flat.data, binning=params.binning, smoothing=params.smoothing)
+        v = measure_vignetting(plane(flat.data, "node input 'flat'"), binning=params.binning, smoothing=params.smoothing)
         table = Table({"radius": v.radius, "illumination": v.profile})
         table.meta.update(centre_x=v.centre[0], centre_y=v.centre[1],
                           centre_from=v.centre_source,
@@ -142,6 +136,7 @@ class FocalPlaneView(Node):
                "stars": Port("Table", "per star: x, y, flux, fwhm, eccentricity, orientation")}
 
     def run(self, ctx, params, image):
+        from starloom.astro.focal_plane import focal_plane, measure_sources, plot_focal_plane
         image = single_image(image, "image", ctx)
         stars = measure_sources(image.data, detection_sigma=params.detection_sigma,
                                 min_fwhm=params.min_fwhm, max_fwhm=params.max_fwhm)
@@ -173,6 +168,7 @@ class DistortionMapNode(Node):
                                     "max_displacement, n_solutions")}
 
     def run(self, ctx, params, frames):
+        from starloom.astro.distortion import distortion_map, plot_distortion
         from astropy.table import Table
         from starloom.astro.wcsutil import require_wcs
 
@@ -217,6 +213,7 @@ class PSFMap(Node):
     outputs = {"regions": Port("Table", "per region: ix, iy, bounds, n_stars, fwhm (px)")}
 
     def run(self, ctx, params, image):
+        from starloom.astro.psfmap import image_psf_map, plot_psf_map
         from astropy.table import Table
 
         image = single_image(image, "image", ctx)

@@ -3,11 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from astropy.nddata import CCDData
 from pydantic import Field
-from starloom.astro.catalogs import footprint_cone, load_catalog
-from starloom.astro.frames import as_header
-from starloom.astro.wcsutil import require_wcs
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
 
@@ -29,6 +25,7 @@ class PhotometricColourCalibration(Node):
     average detected star grey, with a warning). Artifacts: pcc_fit.png (colour-colour fit),
     factors, star counts and residual in the diagnostics.
     """
+    implementation = 2  # 2: the library's one photometry and one-to-one sky match
 
     class Params(Params):
         source: Literal["kstars", "hipparcos"] = Field(
@@ -66,6 +63,9 @@ class PhotometricColourCalibration(Node):
                                       "expected R/G and B/G, used")}
 
     def run(self, ctx, params, image, catalog=None):
+        from astropy.nddata import CCDData
+        from starloom.astro.frames import as_header
+        from starloom.astro.wcsutil import require_wcs
         from starloom.astro.pcc import (
             PCCError,
             photometric_colour_calibration,
@@ -110,6 +110,7 @@ class PhotometricColourCalibration(Node):
 
     @staticmethod
     def _catalog(ctx, p, wcs, shape):
+        from starloom.astro.catalogs import footprint_cone, load_catalog
         center, radius = footprint_cone(wcs, shape, margin_deg=0.02)
         cat = load_catalog(p.source, center, radius, mag_limit=p.mag_limit,
                            cache_dir=ctx.cache_dir("astrometry"))

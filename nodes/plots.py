@@ -1,11 +1,7 @@
 """Plot nodes: images with a celestial grid, detected and catalogue stars (WCSAxes)."""
 from __future__ import annotations
 
-import numpy as np
 from pydantic import Field
-from starloom.astro.frames import as_header
-from starloom.astro.plots import plot_annotated
-from starloom.astro.wcsutil import mean_plane, require_wcs, rows_on_data
 from starloom.graph_runtime.node import Node, Params, Port
 
 
@@ -40,6 +36,10 @@ class AnnotatedImage(Node):
     outputs = {"path": Port("Path", "written figure")}
 
     def run(self, ctx, params, image, stars=None, catalog=None):
+        import numpy as np
+        from starloom.astro.frames import as_header
+        from starloom.astro.plots import plot_annotated
+        from starloom.astro.wcsutil import mean_plane, require_wcs, rows_on_data
         w = require_wcs(image, "image")
         data, mask = mean_plane(image)
         if mask is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 from starloom.astro.errors import FrameRejected, StarloomError
 from starloom.graph_runtime.node import Node, Params, Port
@@ -69,6 +68,7 @@ class SelectReference(Node):
     @staticmethod
     def _best(ctx, frames) -> int:
         """Index of the frame with most stars (then smallest radius) among the usable ones."""
+        import numpy as np
         scores = {}
         for i, ccd in enumerate(frames):
             name = frames.refs[i].name

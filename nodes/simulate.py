@@ -6,8 +6,6 @@ from typing import Literal
 from pydantic import Field
 
 from starloom.astro.errors import StarloomError
-from starloom.astro.frames import FrameSeries
-from starloom.astro.simulate import simulate_session
 from starloom.graph_runtime.node import Node, Params, PathParam, Port, Quantity, expand_paths
 
 
@@ -61,6 +59,8 @@ class SimulateSession(Node):
         return [[f, hash_file(f)] for f in _light_files(params.lights)] if params.lights else []
 
     def run(self, ctx, params):
+        from starloom.astro.frames import FrameSeries
+        from starloom.astro.simulate import simulate_session
         p = params
         if p.lights:
             return _real_lights(ctx, p.lights)
@@ -99,6 +99,7 @@ def _light_files(path: str) -> list[str]:
 
 def _real_lights(ctx, path: str) -> dict:
     """Real lights from ``path`` and neutral calibration frames of their shape and header."""
+    from starloom.astro.frames import FrameSeries
     from starloom.astro.collection import collect_frames
     from starloom.astro.simulate_colour import neutral_calibration
 

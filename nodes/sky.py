@@ -9,19 +9,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 from starloom.astro.errors import StarloomError
-from starloom.astro.wcsutil import celestial_wcs, require_wcs
 from starloom.graph_runtime.node import Node, Params, Port
 
 from ._common import single_image
 
 
-def _plane(image, name: str) -> np.ndarray:
-    data = np.asarray(image.data, dtype=float)
-    if data.ndim != 2:
-        raise StarloomError(f"node input '{name}': a 2-D image is needed, got shape {data.shape}")
+def _plane(image, name: str):
+    import numpy as np
+    from starloom.astro.arrays import plane
+
+    data = plane(image.data, f"node input '{name}'")
     if image.mask is not None:
         data = np.where(image.mask, np.nan, data)
     return data
@@ -43,6 +42,7 @@ class ApertureParams(Params):
                                    "in background sigma")
 
     def radii(self, fwhm) -> tuple[float, tuple[float, float]]:
+        import numpy as np
         r = self.aperture or 2.0 * float(fwhm if np.isfinite(fwhm) else 3.0)
         lo, hi = self.annulus
         if not 1 < lo < hi:
@@ -57,10 +57,12 @@ class Photometry(Node):
     category = "sky"
     description = """
     Aperture photometry of the image's stars (photutils, local background annulus), matched
-    through the WCS to a catalogue's stars; the zero point (and colour term, where the
+    through the WCS to a catalogue's stars (one to one: of several detections near one
+    catalogue star, the closest keeps it); the zero point (and colour term, where the
     catalogue has B-V) fitted with 3-sigma outlier rejection (variables, blends and mismatches
     flagged). Residuals against magnitude and colour are plotted in artifacts.
     """
+    implementation = 2  # 2: one detection per catalogue star; peak and background_std columns
 
     class Params(ApertureParams):
         match_radius: float = Field(5.0, gt=0, le=3600, description="Largest star-catalogue "
@@ -75,6 +77,8 @@ class Photometry(Node):
                                       "mag, residual, outlier; meta: zero_point, colour_term")}
 
     def run(self, ctx, params, image, catalog):
+        import numpy as np
+        from starloom.astro.wcsutil import require_wcs
         from starloom.astro.photometry import (aperture_photometry, fit_zero_point,
                                                match_to_catalog, plot_zero_point)
 
@@ -138,6 +142,8 @@ class ColourMagnitude(Node):
     outputs = {"table": Port("Table", "stars: x, y, mag_blue, mag_red, colour")}
 
     def run(self, ctx, params, blue, red, catalog=None):
+        import numpy as np
+        from starloom.astro.wcsutil import celestial_wcs
         from starloom.astro.cmd import colour_magnitude, plot_colour_magnitude
 
         red, blue = single_image(red, "red", ctx), single_image(blue, "blue", ctx)
@@ -176,6 +182,7 @@ class Segmentation(Node):
                "sources": Port("Table", "label, x, y, flux, area, ellipticity, orientation, fwhm")}
 
     def run(self, ctx, params, image):
+        from starloom.astro.wcsutil import celestial_wcs
         from astropy.nddata import CCDData
         from starloom.astro.sources import segment
 
@@ -194,10 +201,12 @@ class Deconvolve(Node):
     title = "Deconvolve (Richardson-Lucy)"
     category = "sky"
     description = """
-    Richardson-Lucy deconvolution (scikit-image) with a connected PSF image, or a PSF measured
-    on the image's own stars (photutils ePSF), or a Gaussian of a given FWHM. A before/after
-    plot goes to artifacts.
+    Richardson-Lucy deconvolution with a connected PSF image, or a PSF measured on the image's
+    own stars (photutils ePSF), or a Gaussian of a given FWHM. By default the sky is a known
+    term of the model (no dark rings around bright stars; the sky comes out smooth, as the
+    deconvolved light cannot go below it). A before/after plot goes to artifacts.
     """
+    implementation = 2  # 2: the sky as a background term by default
 
     class Params(Params):
         iterations: int = Field(20, ge=1, le=1000, description="Richardson-Lucy iterations")
@@ -205,12 +214,19 @@ class Deconvolve(Node):
             "measured", description="Without a PSF input: an ePSF of the image's stars, or a "
                                     "Gaussian of psf_fwhm")
         psf_fwhm: float = Field(3.0, gt=0, le=100, description="FWHM of the Gaussian PSF, px")
+        background: Literal["sky", "none"] = Field(
+            "sky", description="sky: the sky (photutils Background2D) is a known term of the "
+                               "image model and only the light above it is deconvolved, so no "
+                               "dark rings form around bright stars (Snyder et al. 1993); "
+                               "none: scikit-image's plain Richardson-Lucy of the whole image")
+        sky_box: int = Field(64, ge=8, le=1024, description="Box of the sky map, px")
 
     inputs = {"image": Port(("Image", "FrameSeries"), "image (of frames: the first)"),
               "psf": Port("Image", "point-spread function image", optional=True)}
     outputs = {"image": Port("Image", "deconvolved image")}
 
     def run(self, ctx, params, image, psf=None):
+        import numpy as np
         from starloom.astro.sources import (gaussian_psf, measured_psf, plot_before_after,
                                             richardson_lucy)
 
@@ -222,13 +238,18 @@ class Deconvolve(Node):
             kernel, source = measured_psf(data), "ePSF of the image's stars"
         else:
             kernel, source = gaussian_psf(params.psf_fwhm), f"Gaussian, FWHM {params.psf_fwhm} px"
-        out = richardson_lucy(data, kernel, iterations=params.iterations)
+        sky = None
+        if params.background == "sky":
+            from starloom.astro.local_metrics import sky_map
+            sky = sky_map(data, np.isfinite(data), params.sky_box)
+        out = richardson_lucy(data, kernel, iterations=params.iterations, background=sky)
         plot_before_after(ctx.artifact_path("deconvolution.png"), data, out,
                           title=f"Richardson-Lucy, {params.iterations} iterations, PSF: {source}")
         result = image.copy()
         result.data = out.astype(np.float32)
         ctx.history(f"Richardson-Lucy deconvolution, {params.iterations} iterations, {source}")
-        ctx.diagnostics.update(psf=source, psf_shape=list(kernel.shape))
+        ctx.diagnostics.update(psf=source, psf_shape=list(kernel.shape),
+                               background=params.background)
         return {"image": result}
 
 
@@ -255,6 +276,7 @@ class Overlay(Node):
     outputs = {"path": Port("Path", "written figure")}
 
     def run(self, ctx, params, image, table):
+        from starloom.astro.wcsutil import celestial_wcs, require_wcs
         from starloom.astro.plots import plot_annotated
 
         image = single_image(image, "image", ctx)
@@ -298,6 +320,7 @@ class Annotate(Node):
                "path": Port("Path", "written figure")}
 
     def run(self, ctx, params, image):
+        from starloom.astro.wcsutil import require_wcs
         from starloom.astro.sky_objects import named_objects
         from starloom.astro.plots import plot_annotated
 

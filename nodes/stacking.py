@@ -3,11 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
-from starloom.astro.stacking import (frame_statistics, noise_weights, rejection_map_image,
-                                     rejection_map_rgb, rejection_summary)
-from starloom.astro.stretch import write_png
 from starloom.graph_runtime.node import Knob, Node, Port
 
 from ._common import CombineParams
@@ -48,6 +44,10 @@ class Stack(Node):
                "rejection_map": Port("Image", "values rejected per pixel (uint16 counts)")}
 
     def run(self, ctx, params, frames):
+        import numpy as np
+        from starloom.astro.stacking import (frame_statistics, noise_weights, rejection_map_image,
+                                             rejection_map_rgb, rejection_summary)
+        from starloom.astro.stretch import write_png
         n = len(frames)
         med, std = np.zeros(n, np.float32), np.ones(n, np.float32)
         if params.normalization != "none" or params.weights == "noise":
@@ -64,7 +64,9 @@ class Stack(Node):
         rejected = np.zeros((2,) + tuple(frames.shape), np.uint16)  # low, high
         image = params.combine(frames, ctx, weights=weights, transform=transform,
                                band_bytes=params.memory_limit * 2**20 // 2,
-                               rejection_map=rejected)
+                               rejection_map=rejected,
+                               # on a Dask cluster, row bands are tasks on its workers
+                               band_map=ctx.band_map, band_tasks=ctx.band_tasks)
         write_png(ctx.artifact_path("rejection_map.png"), rejection_map_rgb(rejected))
         ctx.diagnostics.update(
             n_frames=n, frames=frames.names, background=med.tolist(), noise=std.tolist(),

@@ -29,10 +29,8 @@ from __future__ import annotations
 import csv
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 from starloom.astro.errors import StarloomError
-from starloom.astro.frames import FrameSeries, as_header
 from starloom.graph_runtime.node import Node, Params, Port
 
 _ORDER = {"bilinear": 1, "bicubic": 3, "quintic": 5}
@@ -49,6 +47,7 @@ def _write_rows(path, rows: list[dict]) -> None:
 
 
 def _round(v, nd=5):
+    import numpy as np
     return round(float(v), nd) if v is not None and np.isfinite(v) else None
 
 
@@ -94,6 +93,7 @@ class ScanInput(Node):
 
 
 def _registration_rows(frames) -> list[dict]:
+    import numpy as np
     rows = []
     for ref in frames.refs:
         h = ref.header()
@@ -130,6 +130,8 @@ class Prewarp(Node):
                "coverage": Port("Image", "fraction of the frames covering each canvas pixel")}
 
     def run(self, ctx, params, frames):
+        import numpy as np
+        from starloom.astro.frames import FrameSeries
         from astropy.nddata import CCDData
         from starloom.astro import prewarp as pw
         from starloom.astro.trend_plots import plot_map, plot_trends
@@ -198,6 +200,7 @@ class Normalize(Node):
                "table": Port("Table", "per frame and channel: background, scale, mul, add")}
 
     def run(self, ctx, params, frames, reference=None):
+        from starloom.astro.frames import FrameSeries
         from astropy.table import Table
         from starloom.astro.normalization import frame_stats, normalize_frame
         from starloom.astro.trend_plots import plot_trends
@@ -264,6 +267,8 @@ class GlobalMetrics(Node):
                "metrics": Port("Table", "one row per frame: metrics, z-scores, quality, weight")}
 
     def run(self, ctx, params, frames):
+        import numpy as np
+        from starloom.astro.frames import FrameSeries, as_header
         from astropy.table import Table
         from starloom.astro.global_metrics import frame_metrics, global_weights
         from starloom.astro.trend_plots import plot_trends

@@ -12,10 +12,8 @@ from __future__ import annotations
 import warnings
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 from starloom.astro.errors import StarloomError
-from starloom.astro.frames import FrameSeries
 from starloom.graph_runtime.node import Node, Params, Port, Quantity
 
 from ._common import SIGMA_HIGH, SIGMA_LOW, ClipIterations, SigmaBound
@@ -59,6 +57,7 @@ class TileGrid(Node):
     outputs = {"grid": Port("Table", "tiles: x0, y0, x1, y1, valid_fraction, common_fraction, used")}
 
     def run(self, ctx, params, frames, metrics=None):
+        import numpy as np
         from starloom.astro import tile_grid as tg
         from starloom.astro.tile_plots import plot_tile_values
 
@@ -140,10 +139,12 @@ class LocalMetrics(Node):
 
     @staticmethod
     def _figures(ctx, grid, table, weights, n_frames):
+        import numpy as np
         from starloom.astro.tile_plots import plot_tile_values
 
         n_tiles = len(grid)
         def col(name):
+            import numpy as np
             return np.asarray(table[name], float).reshape(n_frames, n_tiles)
 
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -196,6 +197,7 @@ class TileReconstruct(Node):
                "weight": Port("Image", "summed weight of the frames used per pixel")}
 
     def run(self, ctx, params, frames, grid, weights):
+        import numpy as np
         from astropy.nddata import CCDData
         from starloom.astro.tile_pipeline import tiles_of, weights_from_table
         from starloom.astro.tile_plots import plot_map
@@ -251,6 +253,7 @@ class StateClustering(Node):
     outputs = {"clusters": Port("Table", "frame, frame_index, cluster and the state vector")}
 
     def run(self, ctx, params, weights, metrics=None, mode=None):
+        import numpy as np
         from astropy.table import Table
         from starloom.astro.clustering import STATE_COLUMNS, cluster_states, state_vectors
         from starloom.astro.tile_plots import plot_clusters
@@ -293,6 +296,8 @@ class SyntheticFrames(Node):
     outputs = {"frames": Port("FrameSeries", "one synthetic frame per cluster")}
 
     def run(self, ctx, params, frames, clusters, metrics=None, mode=None):
+        import numpy as np
+        from starloom.astro.frames import FrameSeries
         from starloom.astro.clustering import synthetic_frames
 
         if mode == "reduced":

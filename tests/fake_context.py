@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 class FakeContext:
+    band_map, band_tasks = None, 1  # whole-image work on the node's own threads
+
     def __init__(self, folder=None, *, frame=None, node_id="node"):
         self.folder = Path(folder) if folder is not None else None
         self.frame, self.node_id = frame, node_id

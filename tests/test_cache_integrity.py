@@ -447,3 +447,47 @@ def test_an_entry_altered_after_this_process_checked_it_is_checked_again(tmp_pat
     _flip_last_byte_of_data(entry / "image.fits")
     os.utime(entry / "image.fits", ns=(st.st_atime_ns, st.st_mtime_ns))
     assert [k for k, _ in Cache(root).verify()] == [entry.name]
+
+
+def test_a_new_process_reads_no_unchanged_entry_again_and_gc_forgets_removed_files(
+        tmp_path, registry, monkeypatch):
+    import os
+    import sqlite3
+    from contextlib import closing
+
+    from starloom.graph_runtime import cache_integrity
+    root = tmp_path / "cache"
+    def run(name):
+        cache = Cache(root)
+        try:
+            return _run(registry, cache, tmp_path / name)
+        finally:
+            cache.close()  # its marks of entries in use go, as when a process ends
+
+    run("r1")
+    run("r2")  # hashes each entry once, memoized on disk
+    cache_mod._VERIFIED.clear()  # as in a new process
+    reads = []
+    real = cache_integrity.file_sha256
+    monkeypatch.setattr(cache_integrity, "file_sha256", lambda p: reads.append(p) or real(p))
+    res, events = run("r3")
+    assert res.cached == ["src", "add", "stack"] and reads == [] and not _warnings(events)
+    # an entry written again (new modification time) is hashed again, and its damage found
+    (entry,) = _entries(root, "stack")
+    cache_mod._VERIFIED.clear()
+    _flip_last_byte_of_data(entry / "image.fits")
+    res, events = run("r4")
+    assert res.executed == ["stack"] and len(_warnings(events)) == 1
+    # gc drops the memoized hashes of the files it removed, and only those
+    (entry,) = _entries(root, "stack")
+
+    def memoized():
+        with closing(sqlite3.connect(root / "fingerprints.sqlite")) as db:
+            return [p for (p,) in db.execute("SELECT path FROM fp")]
+
+    assert any(p.startswith(str(entry)) for p in memoized())
+    gone = Cache(root).gc(max_bytes=0)
+    assert gone["removed"] >= 1, gone
+    paths = memoized()
+    assert all(os.path.exists(p) for p in paths)
+    assert not any(p.startswith(str(entry)) for p in paths)

@@ -103,7 +103,9 @@ def test_a_killed_worker_is_replaced_and_the_result_is_the_same(session, client,
     killed_pid = int(marker.read_text())
     assert killed_pid not in client.run(lambda: os.getpid()).values()
     assert set(client.scheduler_info()["workers"]) != workers_before  # ... and was replaced
-    assert res.frames_computed == 5
+    # Every frame came back; one a worker finished before it died may be found in the cache
+    # when Dask runs its task again (computed by then, it counts as cached).
+    assert res.frames_computed + res.frames_cached == 5 and res.frames_computed >= 4
     local = Run(tmp_path / "r_local", Cache(tmp_path / "local"),
                 executor=LocalExecutor()).execute(plan(doc(), reg))
     assert local.status == "ok", local.error

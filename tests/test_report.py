@@ -93,13 +93,13 @@ def test_pipeline_registers_with_fallback_and_rejects_the_noise_frame(run_dir):
 def test_report_is_self_contained_and_has_every_section(run_dir):
     html = (run_dir / "artifacts/report.html").read_text()
     srcs = re.findall(r"<img[^>]*src='([^']*)'", html)
-    assert len(srcs) >= 8 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) >= 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "href='http" not in html and "<script" not in html and "<link" not in html
     for nid in ("load", "scan", "reference", "register", "normalize", "metrics", "prewarp",
                 "stack", "save"):
         assert f"id='node-{nid}'" in html, nid
     assert "id='guard-rails'" in html and "frames_reduced_threshold" in html and ">reduced<" in html
-    assert "alt='timeline'" in html and "node timeline" in html
+    assert "aria-label='timeline'" in html and "node timeline" in html
     for fig in ("coverage.png", "registration.png", "normalization.png", "global_metrics.png",
                 "stars.png"):
         assert fig in html, fig
@@ -120,7 +120,7 @@ def test_cli_writes_the_report_again(run_dir, capsys):
 
 
 def test_timeline_spans_from_events():
-    from starloom.graph_runtime.report_timeline import node_spans, timeline_png
+    from starloom.graph_runtime.report_timeline import node_spans, timeline_svg
     ev = [{"t": "2026-01-01T00:00:00+00:00", "event": "run_started"},
           {"t": "2026-01-01T00:00:01+00:00", "event": "node_cached", "node": "a"},
           {"t": "2026-01-01T00:00:01+00:00", "event": "node_started", "node": "b"},
@@ -134,8 +134,11 @@ def test_timeline_spans_from_events():
     assert (spans["b"]["start"], spans["b"]["end"], spans["b"]["frames"], spans["b"]["rejected"]) == \
         (1.0, 4.0, [2.0], [2.5])
     assert spans["c"]["state"] == "failed"
-    assert timeline_png(ev)[:8] == b"\x89PNG\r\n\x1a\n"
-    assert timeline_png([]) is None
+    svg = timeline_svg(ev)
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    # a bar per node, one frame tick, one rejection cross, the failed node in red
+    assert svg.count("<rect") == 3 and svg.count(">x</text>") == 1 and "fill='#c33'><title>c" in svg
+    assert timeline_svg([]) is None
 
 
 def test_timeline_not_drawn_while_running_or_for_huge_graphs():
@@ -143,6 +146,6 @@ def test_timeline_not_drawn_while_running_or_for_huge_graphs():
 
     ev = [{"t": "2026-01-01T00:00:00", "event": "node_started", "node": "a"},
           {"t": "2026-01-01T00:00:02", "event": "node_finished", "node": "a"}]
-    assert "alt='timeline'" in _timeline(ev, "ok", 1)
+    assert "aria-label='timeline'" in _timeline(ev, "ok", 1)
     assert "when the run ends" in _timeline(ev, "running", 1)
     assert "no timeline" in _timeline(ev, "ok", MAX_TIMELINE_NODES + 1)
