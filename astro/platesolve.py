@@ -1,8 +1,9 @@
 """Offline plate solving with astrometry.net's ``solve-field`` (Lang, Hogg, Mierle, Blanton &
 Roweis 2010, AJ 139, 1782), TAN-SIP solutions (Shupe et al. 2005, ASP Conf. Ser. 347, 491).
 
-This module decides what to try and judges the outcome; running astrometry.net's programs and
-reading their files is `starloom.astro.astrometry_net`, building indexes for small fields
+This module runs the attempts and judges their outcome; what to try, in which order, with which
+star lists and arguments is `starloom.astro.platesolve_plan`; running astrometry.net's programs
+and reading their files is `starloom.astro.astrometry_net`, building indexes for small fields
 `starloom.astro.field_index`. astrometry.net's 1-based pixel convention is converted at that
 subprocess boundary only; every pixel coordinate in and out of this module is 0-based.
 """
@@ -26,25 +27,23 @@ from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import fit_wcs_from_points, proj_plane_pixel_scales
 
-from .astrometry_net import (PlateSolveError, extract_sources, has_solution,
-                             position_args, read_solution, solve_field, write_xylist)
-from .catalogs import CatalogError, default_index_dirs, find_index_files
+from .astrometry_net import PlateSolveError, has_solution, read_solution, solve_field
+from .catalogs import default_index_dirs, find_index_files
 from .errors import ParamError
-from .field_index import build_field_indexes, quad_bands
-from .hints import parse_dec, parse_ra, scale_args, scale_bounds_arcsec
-from .stars import detect_stars
+from .hints import scale_args, scale_bounds_arcsec
+from .platesolve_plan import (
+    SolveJob,
+    SourceLists,
+    merge_hints,
+    paths_to_try,
+    plan_attempts,
+    small_field_setup,
+    star_arrays,
+    stock_args,
+)
 from .wcsfit import min_sip_pairs
 
-#: Fields narrower than this (arcmin) take the small-field path when a position hint is given.
-SMALL_FIELD_ARCMIN = 30.0
-
-#: A hinted search of unknown scale that fails is followed by a search of fields wider than
-#: about this (deg, longer side) anywhere on the sky (``'wide'``).
-WIDE_FIELD_DEG = 5.0
-
-#: Brightest sources searched by the ``'wide'`` attempt (large quads are made of bright
-#: stars), and its share of the time when it comes first (a blind solve).
-WIDE_OBJS, WIDE_FIRST_SHARE = 150, 0.15
+__all__ = ["PlateSolveError", "SolveResult", "plate_solve"]
 
 
 @dataclass
@@ -71,7 +70,8 @@ class SolveResult:
     parity : str or None
         ``'pos'`` or ``'neg'`` (astrometry.net).
     solve_time_s : float
-        Wall time of the whole call (detection excluded, index building included).
+        Wall time of the whole call, index building included, waiting for star detection
+        excluded.
     index : str
         Index file that solved the field.
     path : str
@@ -84,6 +84,11 @@ class SolveResult:
         What was tried, in order, with outcome and duration.
     index_cache_hit : bool or None
         Small-field path: True when the field indexes came from the on-disk cache.
+    stars : astropy.table.Table or None
+        The `detect_stars` table when `plate_solve` was given an image (all stars, not only
+        the ``max_stars`` passed to the solver), else None.
+    detection : dict or None
+        Its metrics (`detect_stars`), else None.
     """
 
     wcs: WCS
@@ -103,6 +108,8 @@ class SolveResult:
     log_odds: float | None = None
     attempts: list = field(default_factory=list)
     index_cache_hit: bool | None = None
+    stars: Table | None = None
+    detection: dict | None = None
 
     @property
     def center(self) -> SkyCoord:
@@ -131,30 +138,40 @@ def plate_solve(
     odds_to_solve: float | None = None,
     min_matched: int = 5,
     image=None,
+    image2xy: bool = True,
 ) -> SolveResult:
     """Plate-solve an image or a star list offline with astrometry.net's ``solve-field``.
 
-    The stars (detected with `detect_stars` when an image is given) are written as an xylist
-    (FITS table X, Y, FLUX in astrometry.net's 1-based pixels, brightest first) and solved with
-    ``solve-field --no-plots --overwrite --crpix-center --tweak-order <sip_degree> --cpulimit
-    <t>`` using the installed index files (Debian ``astrometry-data-tycho2``, series
-    4107-4119) or ``index_dirs``. With a position hint and a field narrower than ~30 arcmin
-    (the stock Tycho-2 indexes hold no quads that small), the small-field path builds indexes
-    from the Tycho-2 stars around the hint (`build_field_indexes`, cached on disk) and solves
-    with them (``--odds-to-solve 1e6``, as the catalogue is sparse). When the field size is
-    unknown both paths are tried, stock first. The whole call is bounded by ``timeout_s``:
-    solver processes are killed (whole process group) when it runs out.
+    The stars are written as xylists (FITS table X, Y, FLUX in astrometry.net's 1-based
+    pixels, brightest first) and solved with ``solve-field --no-plots --overwrite --crpix-center
+    --tweak-order <sip_degree> --cpulimit <t>`` using the installed index files (Debian
+    ``astrometry-data-tycho2``, series 4107-4119) or ``index_dirs``. With a position hint and a
+    field narrower than ~30 arcmin (the stock Tycho-2 indexes hold no quads that small), the
+    small-field path builds indexes from the Tycho-2 stars around the hint
+    (`build_field_indexes`, cached on disk) and solves with them (``--odds-to-solve 1e6``, as
+    the catalogue is sparse). When the field size is unknown both paths are tried, stock first.
+    The solving is bounded by ``timeout_s``: solver processes are killed (whole process group)
+    when it runs out.
 
-    When the pixels are known (an image, or ``image`` with a star table), the stock path also
-    tries the sources astrometry.net's own extractor finds (``image2xy``, what plain
-    ``solve-field`` uses, `extract_sources`): it keeps the elongated and blended stars of
-    wide-angle fields that DAOFIND's shape bounds reject. The DAOFIND list goes first (with
-    half the time left when the other follows); the small-field path uses only the DAOFIND
-    list, whose hot-pixel rejection it needs. A position hint restricts the stock
-    search to quads centred within ``radius_deg`` plus the field's half diagonal of the hint
+    Two star lists are used when the pixels are known (an image, or ``image`` with a star
+    table): DAOFIND's (`detect_stars`, or the given table) and the sources astrometry.net's own
+    extractor finds (``image2xy``, what plain ``solve-field`` uses, `SourceExtraction`), which
+    keeps the elongated and blended stars of wide-angle fields that DAOFIND's shape bounds
+    reject. From an image both extractions run at once, image2xy in its own process and DAOFIND
+    in a thread, and each attempt waits only for the list it needs (`SourceLists`): the two
+    lists are the same as when made one after the other, so are the solutions, and a blind
+    solve (which starts on image2xy's list) overlaps DAOFIND with solving instead of waiting
+    for it. Building one list from the other was not taken: image2xy's alone fails on the
+    Pleiades JPEG (plain solve-field does not solve it), DAOFIND's alone on the distorted
+    wide fields, and the caller's diagnostics need DAOFIND's FWHM measurements anyway.
+
+    The order of the attempts is `plan_attempts`': DAOFIND's list first on every path (with
+    half the time left when image2xy's follows); the small-field path uses only the DAOFIND
+    list, whose hot-pixel rejection it needs. A position hint restricts the stock search to
+    quads centred within ``radius_deg`` plus the field's half diagonal of the hint
     (astrometry.net checks the centre of the matched quad, which lies anywhere in a wide
     field); without a scale hint the hinted search keeps the radius and a last attempt
-    (``'wide'``) searches wide fields anywhere.
+    (``'wide'``) searches wide fields anywhere; a blind solve starts with it.
 
     Parameters
     ----------
@@ -194,7 +211,8 @@ def plate_solve(
         from a handful of stars extrapolates by tens of arcsec at the corners (measured on the
         Stargate frames, 8 matches).
     detect_kwargs : mapping, optional
-        Passed to `detect_stars` when an image is given.
+        Passed to `detect_stars` when an image is given (``fwhm``, ``threshold_sigma``,
+        ``mask``, ...).
     odds_to_solve : float, optional
         Override astrometry.net's acceptance odds (default 1e9 stock, 1e6 small-field).
     min_matched : int, optional
@@ -202,21 +220,25 @@ def plate_solve(
     image : array_like (ny, nx), optional
         The pixels of the frame a star table was measured on, for the ``image2xy`` source
         list (see above); ignored when ``data_or_star_table`` is itself the image.
+    image2xy : bool, optional
+        Use image2xy's source list when the pixels are known (False: DAOFIND's only).
 
     Returns
     -------
     SolveResult
+        With the DAOFIND table and metrics (``stars``, ``detection``) when an image was given.
 
     Raises
     ------
     PlateSolveError
         ``solve-field`` is not installed, no index files, too few stars, or no solution within
-        ``timeout_s`` (the message lists every attempt and the bound).
+        ``timeout_s`` (the message lists every attempt and the bound). When an image was
+        given, its ``detection`` attribute holds DAOFIND's metrics (else None).
     ParamError
         Bad arguments.
     """
     t_start = time.monotonic()
-    ra_hint, dec_hint, scale_low, scale_high, scale_units = _merged_hints(
+    ra_hint, dec_hint, scale_low, scale_high, scale_units = merge_hints(
         hints, ra_hint, dec_hint, scale_low, scale_high, scale_units
     )
     if not timeout_s or timeout_s <= 0:
@@ -227,174 +249,62 @@ def plate_solve(
             "solve-field not found on PATH; install astrometry.net "
             "(apt-get install astrometry.net astrometry-data-tycho2)"
         )
-    x, y, flux, shape = _star_list(data_or_star_table, image_shape, detect_kwargs, max_stars)
-    if not isinstance(data_or_star_table, Table):
-        image = data_or_star_table
-        t_start = time.monotonic()  # the time bound is for solving, not for star detection
+    table, image, shape = _inputs(data_or_star_table, image_shape, image)
     ny, nx = shape
     s_lo, s_hi = scale_bounds_arcsec(scale_low, scale_high, scale_units, nx)
     hinted = ra_hint is not None
-    paths = _paths_to_try(hinted and small_field, s_lo, s_hi, max(nx, ny), hinted=hinted)
-    stock = _stock_indexes(index_dirs)
-    job = _SolveJob(
+    paths = paths_to_try(hinted and small_field, s_lo, s_hi, max(nx, ny), hinted=hinted)
+    job = SolveJob(
         solver=solver, shape=shape, t_start=t_start, deadline=t_start + float(timeout_s),
         ra=ra_hint, dec=dec_hint, radius_deg=radius_deg, s_lo=s_lo, s_hi=s_hi,
         scale_args=scale_args(scale_low, scale_high, scale_units),
-        stock=stock, index_dirs=index_dirs, cache_dir=cache_dir,
+        stock=_stock_indexes(index_dirs), index_dirs=index_dirs, cache_dir=cache_dir,
         sip_degree=sip_degree, odds_to_solve=odds_to_solve, min_matched=min_matched,
     )
     attempts: list[str] = []
     with tempfile.TemporaryDirectory(prefix="starloom-solve-") as td:
-        work = Path(td)
-        lists = _source_lists(work, x, y, flux, image, shape, job, attempts)
-        if not any(n >= 4 for n in lists.values()):
-            raise PlateSolveError(f"only {max(lists.values(), default=0)} stars available; plate "
-                                  "solving needs at least 4 (lower threshold_sigma or check the image)")
-        for kind, xylist, share in _plan(paths, lists):
-            result = _attempt(kind, job, work, attempts, xylist, share)
-            if result is not None:
-                return result
-    raise PlateSolveError(_no_solution_message(job, lists, timeout_s, attempts))
-
-
-@dataclass
-class _SolveJob:
-    """The checked inputs of one `plate_solve` call, shared by its attempts."""
-
-    solver: str
-    shape: tuple[int, int]
-    t_start: float
-    deadline: float
-    ra: float | None
-    dec: float | None
-    radius_deg: float | None
-    s_lo: float | None  # pixel-scale bounds in arcsec/px, None when unknown
-    s_hi: float | None
-    scale_args: list
-    stock: list
-    index_dirs: Sequence | None
-    cache_dir: object
-    sip_degree: int
-    odds_to_solve: float | None
-    min_matched: int
-
-
-def _merged_hints(hints, ra_hint, dec_hint, scale_low, scale_high, scale_units):
-    """Fill the position and scale arguments left as None from ``hints``; position in degrees.
-
-    Returns ``(ra_hint, dec_hint, scale_low, scale_high, scale_units)``.
-    """
-    hints = dict(hints or {})
-    ra_hint = hints.get("ra_hint") if ra_hint is None else ra_hint
-    dec_hint = hints.get("dec_hint") if dec_hint is None else dec_hint
-    if scale_low is None and scale_high is None and "scale_low" in hints:
-        scale_low, scale_high = hints.get("scale_low"), hints.get("scale_high")
-        scale_units = hints.get("scale_units", scale_units)
-    if (ra_hint is None) != (dec_hint is None):
-        raise ParamError(
-            "ra_hint" if ra_hint is None else "dec_hint", "give both ra_hint and dec_hint, or neither"
-        )
-    if ra_hint is not None:
+        lists = SourceLists(Path(td), max_stars, attempts)
         try:
-            ra_hint, dec_hint = parse_ra(ra_hint) % 360.0, parse_dec(dec_hint)
-        except (ValueError, TypeError) as exc:
-            raise ParamError("ra_hint", f"cannot read the position hint ({exc})") from exc
-    return ra_hint, dec_hint, scale_low, scale_high, scale_units
+            if table is not None:
+                lists.add("daofind", *star_arrays(table, max_stars))
+            if image is not None:
+                lists.start(image, detect_kwargs, daofind=table is None, image2xy=image2xy)
+            for kind, source, share in plan_attempts(paths, lists.names()):
+                result = _attempt(kind, source, share, job, lists, float(timeout_s))
+                if result is not None:
+                    result.stars, result.detection = lists.stars, lists.detection
+                    return result
+            lists.finish(float(timeout_s))
+        finally:
+            lists.close()
+    if not any(n >= 4 for n in lists.counts.values()):
+        msg = (f"only {max(lists.counts.values(), default=0)} stars available; plate solving "
+               "needs at least 4 (lower threshold_sigma or check the image)")
+    else:
+        msg = _no_solution_message(job, lists.counts, timeout_s, attempts)
+    error = PlateSolveError(msg)
+    error.detection = lists.detection
+    raise error
 
 
-def _star_list(obj, image_shape, detect_kwargs, max_stars):
-    """Return (x, y, flux) arrays (0-based, brightest first) and the image shape."""
-    if isinstance(obj, Table):
-        if not {"x", "y"} <= set(obj.colnames):
-            raise ParamError("data_or_star_table", f"star table needs columns x, y (has {obj.colnames})")
+def _inputs(data_or_star_table, image_shape, image):
+    """``(star table or None, image or None, (ny, nx))`` of `plate_solve`'s arguments."""
+    if isinstance(data_or_star_table, Table):
         if image_shape is None:
             raise ParamError("image_shape", "required when a star table is given")
-        t = obj
-        flux = np.asarray(t["flux"], dtype=float) if "flux" in t.colnames else np.arange(len(t), 0, -1.0)
-        x, y = np.asarray(t["x"], dtype=float), np.asarray(t["y"], dtype=float)
-    else:
-        img = np.asarray(obj)
-        if img.ndim != 2:
-            raise ParamError(
-                "data_or_star_table", f"expected a 2-D image or a star Table, got shape {img.shape}"
-            )
-        image_shape = img.shape
-        t, _ = detect_stars(img, **(detect_kwargs or {}))
-        x, y, flux = (np.asarray(t[c], dtype=float) for c in ("x", "y", "flux"))
-    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(flux)
-    x, y, flux = x[ok], y[ok], flux[ok]
-    order = np.argsort(-flux, kind="stable")[: int(max_stars)]
-    return x[order], y[order], flux[order], (int(image_shape[0]), int(image_shape[1]))
-
-
-def _paths_to_try(small_field_allowed, s_lo, s_hi, n_max, hinted=False) -> list[str]:
-    """``'stock'``, ``'small-field'`` and ``'wide'`` in the order to try them.
-
-    The field width from the scale bounds decides; when it may be on either side of
-    `SMALL_FIELD_ARCMIN`, both are tried, stock first. A search of unknown scale also tries
-    ``'wide'``, wide fields anywhere (see `_stock_args`): last when hinted, first when blind.
-    """
-    if s_hi is None:
-        is_small = None
-    elif s_hi * n_max / 60.0 < SMALL_FIELD_ARCMIN:
-        is_small = True
-    elif s_lo * n_max / 60.0 >= SMALL_FIELD_ARCMIN:
-        is_small = False
-    else:
-        is_small = None
-    if not small_field_allowed or is_small is False:
-        paths = ["stock"]
-    else:
-        paths = ["small-field", "stock"] if is_small else ["stock", "small-field"]
-    if s_hi is None:  # blind: wide first (see `_plan`); hinted: wide last
-        return paths + ["wide"] if hinted else ["wide"] + paths
-    return paths
-
-
-def _source_lists(work: Path, x, y, flux, image, shape, job, attempts) -> dict:
-    """Write the star lists to try as xylists in ``work``: ``{name: number of sources}``.
-
-    ``'daofind'``: the given (or `detect_stars`) list; ``'image2xy'``: astrometry.net's own
-    extractor on ``image`` (see `extract_sources`), when the pixels are known.
-    """
-    lists = {}
-    if len(x):
-        write_xylist(work / "daofind.xyls", x, y, flux)
-        lists["daofind"] = len(x)
-    if image is not None:
-        img = np.asarray(image)
-        if img.shape != tuple(shape):
-            raise ParamError("image", f"shape {img.shape} differs from the star list's image {shape}")
-        t0 = time.monotonic()
-        ix, iy, iflux = extract_sources(img, work, job.deadline - t0)
-        attempts.append(f"image2xy: {len(ix)} sources in {time.monotonic() - t0:.1f} s")
-        if len(ix):
-            write_xylist(work / "image2xy.xyls", ix, iy, iflux)
-            lists["image2xy"] = len(ix)
-    return lists
-
-
-def _plan(paths, lists: dict):
-    """``(path, list name, share of the time left)`` of each attempt, in order.
-
-    Every path first with the DAOFIND list (it solves the fields that solved before image2xy
-    was added), then the stock and wide paths again with image2xy's: the small-field path
-    never takes image2xy's list (hot pixels, which image2xy keeps, would ruin the match with
-    a sparse field index). A DAOFIND attempt on the stock or wide path gets half the time
-    left when an image2xy attempt follows (an unbounded blind search would leave it none).
-    A blind solve starts with ``'wide'`` on image2xy's list (plain solve-field's) for
-    `WIDE_FIRST_SHARE` of the time.
-    """
-    usable = [n for n in ("daofind", "image2xy") if lists.get(n, 0) >= 4]
-    if usable and paths[0] == "wide" and len(paths) > 1:  # blind: a short wide search first
-        return [("wide", usable[-1], WIDE_FIRST_SHARE)] + _plan(paths[1:], lists)
-    plan = [(p, usable[0], 1.0) for p in paths] if usable else []
-    if len(usable) == 2:
-        plan = [(p, n, 1.0 if p == "small-field" else 0.5) for p, n, _ in plan]
-        plan += [(p, "image2xy", 1.0) for p in paths if p != "small-field"]
-    elif usable == ["image2xy"]:
-        plan = [(p, n, s) for p, n, s in plan if p != "small-field"]
-    return plan
+        shape = (int(image_shape[0]), int(image_shape[1]))
+        if image is not None:
+            image = np.asarray(image)
+            if image.shape != shape:
+                raise ParamError("image", f"shape {image.shape} differs from the star list's image {shape}")
+        star_arrays(data_or_star_table, 1)  # checks the columns before anything starts
+        return data_or_star_table, image, shape
+    image = np.asarray(data_or_star_table)
+    if image.ndim != 2:
+        raise ParamError(
+            "data_or_star_table", f"expected a 2-D image or a star Table, got shape {image.shape}"
+        )
+    return None, image, (int(image.shape[0]), int(image.shape[1]))
 
 
 def _stock_indexes(index_dirs) -> list:
@@ -414,76 +324,22 @@ def _stock_indexes(index_dirs) -> list:
     return stock
 
 
-def _stock_args(job: _SolveJob, kind: str = "stock") -> list:
-    """solve-field arguments of the stock and wide paths: position hint, scale band, odds.
-
-    astrometry.net accepts a match only when the centre of its quad lies within ``--radius``
-    of the hint; in a wide field that centre can be anywhere in the frame, so the radius
-    (default 2 deg) is widened by the field's half diagonal at the largest scale (measured: a
-    simulated 64 deg field with a +-10 % scale hint failed in 13 s with 2 deg, solved in 6 s
-    widened). Without a scale the field size is unknown and ``'stock'`` keeps the 2 deg; the
-    last attempt, ``'wide'``, then searches fields wider than 0.75 `WIDE_FIELD_DEG` anywhere,
-    with the brightest `WIDE_OBJS` sources.
-    """
-    ny, nx = job.shape
-    extra = []
-    if kind == "wide":
-        lo = 0.75 * WIDE_FIELD_DEG * 3600.0 / max(nx, ny)
-        extra = ["--scale-low", f"{lo:.6g}", "--scale-high", f"{180 * 3600.0 / max(nx, ny):.6g}",
-                 "--scale-units", "arcsecperpix", "--objs", str(WIDE_OBJS)]
-    elif job.ra is not None:
-        half_diag = job.s_hi * float(np.hypot(nx, ny)) / 7200.0 if job.s_hi else 0.0
-        radius = min(180.0, (job.radius_deg if job.radius_deg is not None else 2.0) + half_diag)
-        extra = position_args(job.ra, job.dec, radius)
-    if job.odds_to_solve is not None:
-        extra += ["--odds-to-solve", f"{job.odds_to_solve:g}"]
-    return extra
-
-
-def _small_field_setup(job: _SolveJob, time_left: float, attempts: list):
-    """Field indexes of the needed quad sizes and solve-field arguments of the small-field path.
-
-    Returns ``(indexes, args, index_cache_hit)``, or None after noting in ``attempts`` why the
-    path cannot be tried.
-    """
-    ny, nx = job.shape
-    if job.s_lo is not None:
-        min_dim = job.s_lo * min(nx, ny) / 60.0
-        diag = job.s_hi * float(np.hypot(nx, ny)) / 60.0
-    else:  # unknown scale: every band of a field narrower than SMALL_FIELD_ARCMIN
-        min_dim, diag = 2.0, SMALL_FIELD_ARCMIN * 1.25
-    rad = float(job.radius_deg if job.radius_deg is not None else 1.0)
-    try:
-        built, cache_hit = build_field_indexes(
-            job.ra,
-            job.dec,
-            rad + diag / 120.0,  # the search radius plus the field's half diagonal, in deg
-            cache_dir=job.cache_dir,
-            index_dirs=job.index_dirs,
-            timeout_s=time_left,
-        )
-    except (PlateSolveError, CatalogError) as exc:
-        attempts.append(f"small-field: index build failed ({exc})")
-        return None
-    indexes = [built[b] for b in quad_bands(min_dim, diag) if b in built]
-    if not indexes:
-        attempts.append(
-            f"small-field: no index of the needed quad sizes could be built "
-            f"(built presets {sorted(built)})"
-        )
-        return None
-    # the field index is as sparse as Tycho-2: right solutions match few stars, so lower odds
-    args = position_args(job.ra, job.dec, rad) + ["--odds-to-solve", f"{(job.odds_to_solve or 1e6):g}"]
-    return indexes, args, cache_hit
-
-
-def _attempt(kind: str, job: _SolveJob, work: Path, attempts: list, source: str, share: float):
+def _attempt(kind: str, source: str, share: float, job: SolveJob, lists: SourceLists, bound_s: float):
     """Solve on one path (``'stock'``, ``'small-field'``, ``'wide'``) with one star list
     (``source``: ``'daofind'`` or ``'image2xy'``) within ``share`` of the time left.
 
-    Returns the `SolveResult`, or None after noting in ``attempts`` what happened.
+    Time spent waiting for the list to be extracted moves the time bound (``job.t_start``,
+    ``job.deadline``) on: the bound is for solving. Returns the `SolveResult`, or None after
+    noting in ``lists.notes`` (the call's attempts) what happened.
     """
+    attempts, work = lists.notes, lists.work
     name = f"{kind} ({source})"
+    waited = lists.wait(source, bound_s)
+    job.t_start += waited
+    job.deadline += waited
+    if lists.counts.get(source, 0) < 4:
+        attempts.append(f"{name}: skipped, {lists.counts.get(source, 0)} stars")
+        return None
     left = job.deadline - time.monotonic()
     if left < 0.5:
         attempts.append(f"{name}: skipped, time bound used up")
@@ -491,13 +347,13 @@ def _attempt(kind: str, job: _SolveJob, work: Path, attempts: list, source: str,
     t0 = time.monotonic()
     until = t0 + left * share
     if kind == "small-field":
-        setup = _small_field_setup(job, until - t0, attempts)
+        setup = small_field_setup(job, until - t0, attempts)
         if setup is None:
             return None
         indexes, extra, cache_hit = setup
     else:  # astrometry.net tries index files in the listed order: largest quads first if wide
         indexes = sorted(job.stock, key=lambda f: Path(f).name, reverse=kind == "wide")
-        extra, cache_hit = _stock_args(job, kind), None
+        extra, cache_hit = stock_args(job, kind), None
     left = until - time.monotonic()
     if left < 0.5:
         attempts.append(f"{name}: no time left after preparing indexes")
@@ -514,6 +370,7 @@ def _attempt(kind: str, job: _SolveJob, work: Path, attempts: list, source: str,
         tail = " ".join(log.strip().splitlines()[-1:]) if rc else "no solution"
         attempts.append(f"{name}, {len(indexes)} indexes: no solution in {dt:.1f} s ({tail})")
         return None
+    job.t_start += lists.finish(bound_s)  # the caller's DAOFIND table; no thread left running
     wcs, matches, index, log_odds, rot, parity = read_solution(out_dir, log, job.shape)
     if len(matches) < job.min_matched:
         attempts.append(
@@ -581,7 +438,7 @@ def _solve_result(job, wcs, matches, index, log_odds, rot, parity, kind, cache_h
     )
 
 
-def _no_solution_message(job: _SolveJob, lists: dict, timeout_s, attempts) -> str:
+def _no_solution_message(job: SolveJob, lists: dict, timeout_s, attempts) -> str:
     """Why no path solved: the inputs, every attempt and what the caller can change."""
     ny, nx = job.shape
     hint = (

@@ -2,7 +2,9 @@
 
 Thin declarations over `starloom.astro` (``stars``, ``platesolve``, ``catalogs``, ``wcsfit``,
 ``wcsutil``): this module only maps frames, parameters, header keywords, diagnostics and
-artifacts onto them. Co-adding is in :mod:`.coadd`, plots in :mod:`.plots`.
+artifacts onto them. Co-adding is in :mod:`.coadd`, plots in :mod:`.plots`. Building the node
+registry must not import the science libraries, so numpy, astropy and ``starloom.astro``
+modules (other than ``errors``) are imported inside the functions that use them.
 
 A solved or refined frame carries its WCS as ``CCDData.wcs`` (written into the FITS header by
 ``io.save_fits``) plus these header keywords:
@@ -18,13 +20,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 from starloom.astro.errors import FrameRejected, ParamError, StarloomError
 from starloom.graph_runtime.node import Node, Params, PathParam, Port, Quantity
 
 from ._common import renamed_params
+
+if TYPE_CHECKING:  # the science is imported where a node runs, not when the registry is built
+    from astropy.nddata import CCDData
 
 # ============================================================================================
 # parameter types and shared parameter groups
@@ -42,9 +47,11 @@ def _sky_angle(kind: str):
         if isinstance(value, str):
             if not value.strip():
                 return None
+            from starloom.astro.hints import parse_dec, parse_ra
+
+            parse = parse_ra if kind == "ra" else parse_dec
             try:
-                from starloom.astro.hints import parse_dec, parse_ra
-                return (parse_ra if kind == "ra" else parse_dec)(value)
+                return parse(value)
             except (ValueError, TypeError):
                 raise ValueError(f"cannot read {value!r} as an angle") from None
         return value
@@ -98,6 +105,7 @@ def _detect(ccd: CCDData, params, pixel_scale: float | None = None, max_stars=No
     """Detect stars on a frame; the pixel scale for FWHM in arcsec comes from its WCS if any."""
     from starloom.astro.stars import detect_stars
     from starloom.astro.wcsutil import celestial_wcs, mean_plane, pixel_scale_arcsec
+
     data, mask = mean_plane(ccd)
     w = celestial_wcs(ccd)
     if pixel_scale is None and w is not None:
@@ -159,6 +167,7 @@ class DetectStars(Node):
         from astropy.nddata import CCDData
         from astropy.table import Column, vstack
         from starloom.astro.wcsutil import celestial_wcs
+
         items = ([("image", image)] if isinstance(image, CCDData)
                  else zip(image.names, image))
         n = 1 if isinstance(image, CCDData) else len(image)
@@ -186,17 +195,19 @@ class PlateSolve(Node):
     type_id = "astrometry.plate_solve"
     libraries = ("astropy",)
     version = 2  # 2: 'sip_order' became 'sip_degree'
-    implementation = 2  # 2: image2xy source list, hint radius widened by the field size
+    implementation = 3  # 2: image2xy source list, hint radius widened by the field size;
+    # 3: source lists ordered in-process (removelines, uniformize), 5 % first wide slice
     title = "Plate solve"
     category = "astrometry"
     per_frame = "frames"
     description = """
     Find where each frame points on the sky with astrometry.net's solve-field, fully offline,
     from local index files (default: Debian's astrometry-data-tycho2 in /usr/share/astrometry;
-    index_dir for others, e.g. your own 4100/5200 series). Stars are detected first (photutils)
-    and passed to the solver as a list. Hints: ra/dec/scale parameters, else the frame's
-    existing WCS or header keywords (CRVAL, RA/DEC, OBJCTRA/OBJCTDEC; FOCALLEN with pixel size,
-    SCALE). Fields narrower than about 30 arcmin, which the stock Tycho-2 indexes cannot solve,
+    index_dir for others, e.g. your own 4100/5200 series). Two star lists are made at the
+    same time, photutils DAOFIND (also the node's FWHM diagnostics) and astrometry.net's own
+    image2xy, and the solver starts on the first it needs. Hints: ra/dec/scale parameters,
+    else the frame's existing WCS or header keywords (CRVAL, RA/DEC, OBJCTRA/OBJCTDEC;
+    FOCALLEN with pixel size, SCALE). Fields narrower than about 30 arcmin, which the stock Tycho-2 indexes cannot solve,
     take the small-field path when a position hint is known: indexes are built from the Tycho-2
     stars around the hint (cached). Every frame is bounded by 'timeout': an unsolvable frame is
     rejected from the series with its reason (on_failure='reject') or fails the run ('fail').
@@ -253,23 +264,30 @@ class PlateSolve(Node):
     def run(self, ctx, params, frame):
         from starloom.astro.platesolve import PlateSolveError, plate_solve
         from starloom.astro.wcsutil import mean_plane, with_wcs
+
         ccd = frame
         dirs = _index_dirs(params.index_dir)
         _check_solver(dirs)
         hints = _hints(ccd) if params.header_hints else {}
-        stars, metrics = _detect(ccd, params)
-        ctx.diagnostics["detection"] = _detection_summary(metrics)
         ctx.diagnostics["hints"] = {k: v for k, v in hints.items() if k != "scale_units"}
-        try:
+        data, mask = mean_plane(ccd)
+        try:  # DAOFIND (for the diagnostics and the solver) runs inside, alongside image2xy
             res = plate_solve(
-                stars, image_shape=ccd.shape[-2:], ra_hint=params.ra, dec_hint=params.dec,
+                data, ra_hint=params.ra, dec_hint=params.dec,
                 radius_deg=params.radius, scale_low=params.scale_low,
                 scale_high=params.scale_high, index_dirs=dirs, timeout_s=params.timeout,
                 small_field=params.small_field == "auto", cache_dir=_cache_dir(ctx), hints=hints,
                 max_stars=params.max_stars, sip_degree=params.sip_degree,
-                image=mean_plane(ccd)[0] if params.image2xy else None)
+                detect_kwargs={"fwhm": params.fwhm, "threshold_sigma": params.threshold_sigma,
+                               "mask": mask},
+                image2xy=params.image2xy)
         except PlateSolveError as e:  # 'reject' or 'fail': _on_failure raises
+            ctx.diagnostics["detection"] = _detection_summary(getattr(e, "detection", None) or {})
             _on_failure(params.on_failure, ctx, f"frame '{ctx.frame}': {e}")
+        ctx.diagnostics["detection"] = _detection_summary(res.detection or {})
+        if res.detection and res.detection.get("median_fwhm_px"):
+            ctx.diagnostics["detection"]["median_fwhm_arcsec"] = (
+                res.detection["median_fwhm_px"] * res.pixel_scale_arcsec)
         index = Path(res.index).name
         ctx.diagnostics.update(
             n_matched=res.n_matched, rms_arcsec=res.rms_arcsec,
@@ -279,9 +297,6 @@ class PlateSolve(Node):
             rotation_deg=res.rotation_deg, parity=res.parity, sip=res.wcs.sip is not None,
             solve_time_s=res.solve_time_s, path=res.path, index=index, log_odds=res.log_odds,
             attempts=res.attempts, index_cache_hit=res.index_cache_hit)
-        if metrics.get("median_fwhm_px"):
-            ctx.diagnostics["detection"]["median_fwhm_arcsec"] = (
-                metrics["median_fwhm_px"] * res.pixel_scale_arcsec)
         cards = {"PLTSOLVD": (True, "plate solved offline by astrometry.net"),
                  "ASTMATCH": (res.n_matched, "catalogue stars matched by the WCS fit"),
                  "ASTRMS": (round(res.rms_arcsec, 4), "[arcsec] RMS residual of matched stars"),
@@ -296,6 +311,7 @@ class PlateSolve(Node):
 def _check_solver(index_dirs):
     """Fail (rather than reject frames) when the solver or its index files are missing."""
     from starloom.astro.catalogs import find_index_files
+
     if shutil.which("solve-field") is None:
         raise StarloomError("solve-field not found on PATH; install astrometry.net "
                             "(apt-get install astrometry.net astrometry-data-tycho2)")
@@ -310,6 +326,7 @@ def _hints(ccd: CCDData) -> dict:
     from starloom.astro.frames import as_header
     from starloom.astro.hints import hints_from_header
     from starloom.astro.wcsutil import celestial_wcs, pixel_scale_arcsec
+
     hints = hints_from_header(as_header(ccd.meta))
     w = celestial_wcs(ccd)
     if w is not None:
@@ -359,6 +376,7 @@ class Catalog(Node):
         from astropy.coordinates import SkyCoord
         from starloom.astro.catalogs import load_catalog
         from starloom.astro.wcsutil import covering_cone, wcs_shapes
+
         if image is not None:
             found = wcs_shapes(image)
             pairs = [(w, s) for _, w, s in found if w is not None]
@@ -425,6 +443,7 @@ class RefineWCS(Node):
         from starloom.astro.plots import plot_residuals
         from starloom.astro.wcsfit import WCSFitError
         from starloom.astro.wcsutil import pixel_scale_arcsec, require_wcs, with_wcs
+
         ccd = frame
         w = require_wcs(ccd, ctx.frame)
         shape = ccd.shape[-2:]
@@ -463,6 +482,7 @@ class RefineWCS(Node):
 def _fit_lowering_degree(stars, wcs, catalog, params):
     """`refine_wcs` at the highest SIP degree up to ``params.sip_degree`` the matches support."""
     from starloom.astro.wcsfit import WCSFitError, refine_wcs
+
     error = None
     for degree in [d for d in range(params.sip_degree, -1, -1) if d != 1]:
         try:

@@ -316,6 +316,11 @@ def test_unsolvable_frame_is_rejected_from_the_series(tmp_path, noise_frame):
     assert rc == 0, status
     frames = json.loads((tmp_path / "run/artifacts/solve.json").read_text())["frames"]
     assert "rejected" not in frames["randomsky"] and frames["randomsky"]["n_matched"] >= 10
+    # DAOFIND runs inside plate_solve now: its summary is still in the diagnostics, also of
+    # a frame that failed
+    assert frames["randomsky"]["detection"]["n_stars"] >= 10
+    assert 1.0 < frames["randomsky"]["detection"]["median_fwhm_px"] < 6.0
+    assert isinstance(frames["noise"]["detection"]["n_stars"], int)
     reason = frames["noise"]["rejected"]
     assert "frame 'noise'" in reason and "no plate solution within the time bound of 10 s" in reason
     assert sorted(p.name for p in (tmp_path / "run/outputs").iterdir()) == ["randomsky_solved.fits"]

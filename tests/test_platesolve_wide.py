@@ -8,6 +8,7 @@ astrometry.net or the Debian Tycho-2 indexes are not installed.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,10 +16,11 @@ import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
-from starloom.astro.astrometry_net import extract_sources
+from starloom.astro.astrometry_net import extract_sources, solver_order
 from starloom.astro.catalogs import find_index_files
 from starloom.astro.hints import hints_from_header
-from starloom.astro.platesolve import _paths_to_try, _plan, plate_solve
+from starloom.astro.platesolve import plate_solve
+from starloom.astro.platesolve_plan import WIDE_FIRST_SHARE, paths_to_try, plan_attempts
 from starloom.astro.simulate_sky import render_sky_field
 from starloom.astro.stars import detect_stars
 
@@ -41,18 +43,76 @@ def wide_field():
 
 def test_paths_and_plan():
     # a hint without a scale ends with the wide search; with a scale it does not
-    assert _paths_to_try(True, None, None, 1000, hinted=True) == ["stock", "small-field", "wide"]
-    assert _paths_to_try(False, 100.0, 120.0, 1000, hinted=True) == ["stock"]
-    assert _paths_to_try(False, None, None, 1000, hinted=False) == ["wide", "stock"]
+    assert paths_to_try(True, None, None, 1000, hinted=True) == ["stock", "small-field", "wide"]
+    assert paths_to_try(False, 100.0, 120.0, 1000, hinted=True) == ["stock"]
+    assert paths_to_try(False, None, None, 1000, hinted=False) == ["wide", "stock"]
     # blind: a short wide search on image2xy's list first, then the usual ladder
-    assert _plan(["wide", "stock"], {"daofind": 30, "image2xy": 200}) == [
-        ("wide", "image2xy", 0.15), ("stock", "daofind", 0.5), ("stock", "image2xy", 1.0)]
+    assert plan_attempts(["wide", "stock"], ["daofind", "image2xy"]) == [
+        ("wide", "image2xy", WIDE_FIRST_SHARE), ("stock", "daofind", 0.5), ("stock", "image2xy", 1.0)]
     # DAOFIND's list on every path first (the small-field path never takes image2xy's)
-    plan = _plan(["stock", "small-field", "wide"], {"daofind": 30, "image2xy": 200})
+    plan = plan_attempts(["stock", "small-field", "wide"], ["daofind", "image2xy"])
     assert plan == [("stock", "daofind", 0.5), ("small-field", "daofind", 1.0), ("wide", "daofind", 0.5),
                     ("stock", "image2xy", 1.0), ("wide", "image2xy", 1.0)]
-    assert _plan(["small-field", "stock"], {"daofind": 3, "image2xy": 50}) == [("stock", "image2xy", 1.0)]
-    assert _plan(["stock"], {"daofind": 30}) == [("stock", "daofind", 1.0)]
+    assert plan_attempts(["small-field", "stock"], ["image2xy"]) == [("stock", "image2xy", 1.0)]
+    assert plan_attempts(["stock"], ["daofind"]) == [("stock", "daofind", 1.0)]
+
+
+_SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _astrometry_net_order(folder, x, y, flux) -> np.ndarray:
+    """The order astrometry.net's own tools give a source list, as solve-field runs them
+    (``removelines.py``, ``tabsort -d FLUX``, ``uniformize.py -n 10``): the oracle."""
+    from astropy.table import Table
+
+    src = folder / "in.xyls"
+    Table({"X": x, "Y": y, "FLUX": flux}).write(src, format="fits", overwrite=True)
+    steps = [[_SYSTEM_PYTHON, "-m", "astrometry.util.removelines", src, folder / "a.xyls"],
+             ["tabsort", "-d", "FLUX", folder / "a.xyls", folder / "b.xyls"],
+             [_SYSTEM_PYTHON, "-m", "astrometry.util.uniformize", "-n", "10",
+              folder / "b.xyls", folder / "c.xyls"]]
+    for cmd in steps:
+        done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    out = Table.read(folder / "c.xyls", format="fits")
+    where = {(a, b): i for i, (a, b) in enumerate(zip(x, y))}  # positions are unique
+    return np.array([where[(a, b)] for a, b in zip(out["X"], out["Y"])], dtype=int)
+
+
+def _has_astrometry_net_scripts() -> bool:
+    if shutil.which("tabsort") is None or not Path(_SYSTEM_PYTHON).exists():
+        return False
+    probe = subprocess.run([_SYSTEM_PYTHON, "-c", "import astrometry.util.removelines, "
+                            "astrometry.util.uniformize"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _has_astrometry_net_scripts(),
+                    reason="astrometry.net's removelines.py/uniformize.py not installed")
+def test_solver_order_is_astrometry_nets_removelines_and_uniformize(tmp_path):
+    """The order solve-field would search (its Python helpers, run in-process instead)."""
+    rng = np.random.default_rng(0)
+    for trial in range(6):
+        n = int(rng.integers(20, 600))
+        x, y = np.round(rng.uniform(1, 1200, n), 2), np.round(rng.uniform(1, 800, n), 2)
+        flux = rng.pareto(1.5, n)
+        if trial % 2:  # a bad column and a trail along a row
+            x[:30], y[30:60] = 333.0 + rng.uniform(-0.3, 0.3, 30), 401.0
+        assert np.array_equal(solver_order(x, y, flux),
+                              _astrometry_net_order(tmp_path, x, y, flux)), trial
+    # known truth: a bad column of 30 among 200 stars is dropped, and when the 50 brightest
+    # crowd one corner, the first 8 searched still lie in the 8 cells (4 x 2) of the field
+    x, y = rng.uniform(0, 1200, 200), rng.uniform(0, 800, 200)
+    x[:50], y[:50] = rng.uniform(0, 100, 50), rng.uniform(0, 100, 50)
+    x[50:80] = 700.0
+    flux = np.r_[np.linspace(1000, 900, 50), np.ones(150)]
+    order = solver_order(x, y, flux)
+    assert len(order) == 170 and not np.any(np.isin(order, np.arange(50, 80)))
+    kx, ky = x[order], y[order]  # cells of the kept sources' bounding box, 4 x 2
+    cx = np.clip(np.floor((kx - kx.min()) / np.ptp(kx) * 4), 0, 3)
+    cy = np.clip(np.floor((ky - ky.min()) / np.ptp(ky) * 2), 0, 1)
+    assert len(set(zip(cx[:8], cy[:8]))) == 8
+    assert order[0] == 0  # the brightest star first
 
 
 @pytest.mark.skipif(shutil.which("image2xy") is None, reason="image2xy not installed")
@@ -91,6 +151,23 @@ def test_wide_field_with_header_hints_solves(wide_field):
     assert res.n_matched >= 10 and res.path == "stock"
     # every matched catalogue star lies within 3 px of its image star under the solution
     assert np.median(res.matches["sep_arcsec"]) < 1.5 * scale
+
+
+@needs_solver
+def test_blind_image_solve_makes_both_lists_concurrently(wide_field):
+    """An image in: DAOFIND (for the caller) and image2xy run together, the blind wide
+    search solves on image2xy's list, and the DAOFIND table is the one `detect_stars` gives."""
+    img, truth = wide_field
+    res = plate_solve(img, timeout_s=60, detect_kwargs={"fwhm": 3.0})
+    stars, metrics = detect_stars(img, fwhm=3.0)
+    assert res.detection["n_stars"] == metrics["n_stars"] == len(res.stars)
+    assert np.allclose(res.stars["x"], stars["x"]) and np.allclose(res.stars["y"], stars["y"])
+    assert any(a.startswith("DAOFIND: ") for a in res.attempts)
+    assert any(a.startswith("image2xy: ") for a in res.attempts)
+    solved = [a for a in res.attempts if "solved" in a]
+    assert solved and solved[0].startswith("wide (image2xy)")
+    centre = SkyCoord(*truth.wcs.crval, unit="deg")
+    assert res.center.separation(centre).arcmin < 15
 
 
 @needs_solver

@@ -328,7 +328,10 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "starloom.cli.main", "run", str(graph_file),
                              "--cache", str(tmp_path / "cache"), "--run-dir", str(run_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                            # as from a terminal: a test session started in the background
+                            # (`pytest &`) ignores SIGINT, and its children would inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while _frames_done(run_dir / "logs/run_events.jsonl", "register") < 1:
         assert proc.poll() is None and time.monotonic() < deadline
