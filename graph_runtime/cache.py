@@ -39,7 +39,6 @@ their last consumer; values needed later are loaded again from the entry.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import secrets
@@ -57,8 +56,9 @@ import platformdirs
 from starloom.astro.fileio import copy_atomic
 
 from . import cache_maintenance as maintenance
-from .cache_integrity import (CacheError, CacheWarning, EntryDamaged, checksums, read_manifest,
-                              safe_relpath, sha256_json, verify_files, write_manifest)
+from .cache_integrity import (CacheError, CacheWarning, EntryDamaged, checksums, file_sha256,
+                              read_manifest, safe_relpath, sha256_json, verify_files,
+                              write_manifest)
 from .cache_keys import KEY_VERSION, node_key
 from .versions import library_version
 
@@ -214,11 +214,7 @@ class Cache:
             row = None
         if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
             return row[2]
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
+        digest = file_sha256(p)
         try:
             with self._fingerprints() as db:
                 db.execute("INSERT OR REPLACE INTO fp VALUES (?,?,?,?)",
@@ -477,8 +473,23 @@ class Cache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _VERIFIED.pop((self.root, key), None)  # hashed on first lookup: cheap next to writing
+        _VERIFIED.pop((self.root, key), None)
+        self._remember_hashes(final, manifest["checksums"])  # the next lookup reads no file
         return stored
+
+    def _remember_hashes(self, folder: Path, sums: dict) -> None:
+        """Put an entry's checksums into :meth:`hash_file`'s memo, as its files are now."""
+        try:
+            stats = {rel: os.stat(folder / rel) for rel in sums}
+        except OSError:
+            return  # replaced meanwhile by another run's entry: hashed on its lookup
+        rows = [(os.path.abspath(folder / rel), st.st_size, st.st_mtime_ns, sums[rel]["sha256"])
+                for rel, st in stats.items()]
+        try:
+            with self._fingerprints() as db:
+                db.executemany("INSERT OR REPLACE INTO fp VALUES (?,?,?,?)", rows)
+        except sqlite3.DatabaseError as e:
+            self._reset_fingerprints(e)
 
     def _entry_of(self, path: str | None) -> str | None:
         """Key of the entry holding the file ``path``, or None for a file outside the store."""

@@ -52,7 +52,8 @@ class Params(BaseModel):
     field, ``Field(..., allow_inf_nan=True)`` (or for its whole model in its ``model_config``).
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False,
+                              defer_build=True)
 
 
 def _path_field(**kw):
