@@ -181,7 +181,7 @@ class Cache:
         self.on_warning = on_warning
         self._db = None
         self._claims: dict[str, Any] = {}
-        self._mutex = threading.Lock()
+        self._mutex, self._db_lock = threading.Lock(), threading.Lock()
         self._uses = maintenance.Uses(self.root)
 
     def warn(self, message: str, node: str | None = None) -> None:
@@ -206,22 +206,27 @@ class Cache:
         """
         p = os.path.abspath(path)
         st = os.stat(p)
-        try:
-            row = self._fingerprints().execute(
-                "SELECT size, mtime_ns, sha256 FROM fp WHERE path=?", (p,)).fetchone()
-        except sqlite3.DatabaseError as e:
-            self._reset_fingerprints(e)
-            row = None
+        row = self._memo("SELECT size, mtime_ns, sha256 FROM fp WHERE path=?", (p,))
         if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
             return row[2]
-        digest = file_sha256(p)
-        try:
-            with self._fingerprints() as db:
-                db.execute("INSERT OR REPLACE INTO fp VALUES (?,?,?,?)",
-                           (p, st.st_size, st.st_mtime_ns, digest))
-        except sqlite3.DatabaseError as e:
-            self._reset_fingerprints(e)
+        digest = file_sha256(p)  # outside the lock: threads hash files at once
+        self._memo("INSERT OR REPLACE INTO fp VALUES (?,?,?,?)",
+                   [(p, st.st_size, st.st_mtime_ns, digest)], write=True)
         return digest
+
+    def _memo(self, sql: str, args, *, write: bool = False):
+        """One statement on the fingerprint memo (one connection, one thread at a time): the
+        first row read, or None (also when the database fails; it is then recreated)."""
+        with self._db_lock:
+            try:
+                db = self._fingerprints()
+                if not write:
+                    return db.execute(sql, args).fetchone()
+                with db:
+                    db.executemany(sql, args)
+            except sqlite3.DatabaseError as e:
+                self._reset_fingerprints(e)
+        return None
 
     def _fingerprints(self) -> sqlite3.Connection:
         if self._db is None:
@@ -483,13 +488,9 @@ class Cache:
             stats = {rel: os.stat(folder / rel) for rel in sums}
         except OSError:
             return  # replaced meanwhile by another run's entry: hashed on its lookup
-        rows = [(os.path.abspath(folder / rel), st.st_size, st.st_mtime_ns, sums[rel]["sha256"])
-                for rel, st in stats.items()]
-        try:
-            with self._fingerprints() as db:
-                db.executemany("INSERT OR REPLACE INTO fp VALUES (?,?,?,?)", rows)
-        except sqlite3.DatabaseError as e:
-            self._reset_fingerprints(e)
+        self._memo("INSERT OR REPLACE INTO fp VALUES (?,?,?,?)",
+                   [(os.path.abspath(folder / rel), st.st_size, st.st_mtime_ns,
+                     sums[rel]["sha256"]) for rel, st in stats.items()], write=True)
 
     def _entry_of(self, path: str | None) -> str | None:
         """Key of the entry holding the file ``path``, or None for a file outside the store."""

@@ -68,8 +68,10 @@ class NodeContext:
         return path
 
     def hash_file(self, path) -> str:
-        """sha256 of a file's content (memoized by the cache)."""
-        return self._run.cache.hash_file(path)
+        """What identifies an input file in keys: sha256 of its content (memoized by the
+        cache), or of its path, size and modification time in a run without a cache."""
+        hash_input = getattr(self._run, "hash_input", None)  # a worker's host has none
+        return (hash_input or self._run.cache.hash_file)(path)
 
     def cache_dir(self, name: str) -> Path:
         """A persistent folder for data a node reuses across runs, e.g. plate-solving indexes.

@@ -133,6 +133,11 @@ class Run:
             self._tmp_cache = tempfile.mkdtemp(prefix=".cache-", dir=self.dir)
             cache = Cache(self._tmp_cache)
         self.cache = cache
+        # How input files enter keys: their content's hash, memoized by the cache, so that a
+        # later run finds the same key; a run without a cache keeps nothing for a later run,
+        # so the file's path, size and modification time identify it well enough and its
+        # content is not read twice (once to hash, once to compute).
+        self.hash_input = _file_identity if self._tmp_cache else cache.hash_file
         # Damaged entries and fingerprint databases are repaired by the cache and reported here.
         cache.on_warning = self._cache_warning
         self.executor = executor or LocalExecutor()
@@ -299,7 +304,7 @@ class Run:
         in_keys = {port: self._port_keys[src][sp] for port, (src, sp) in pn.inputs.items()}
         params_json = key_params(pn.params)
         try:
-            fp = cls.fingerprint(pn.params, self.cache.hash_file)
+            fp = cls.fingerprint(pn.params, self.hash_input)
             key, pre = node_key(cls.type_id, cls.version, params_json, in_keys, fp,
                                 code_identity(cls))
         except (StarloomError, OSError) as e:  # OSError: an input file it may not read
@@ -463,6 +468,14 @@ def _plain(values: dict) -> bool:
     """Whether output values are small JSON-like values (numbers, text, flags, lists)."""
     return all(isinstance(v, (int, float, str, bool, list, dict, type(None)))
                for v in values.values())
+
+
+def _file_identity(path) -> str:
+    """A file's identity without reading it: sha256 of its absolute path, size and
+    modification time (for runs whose keys need not outlive them)."""
+    from starloom.astro.fileio import sha256_json
+    st = os.stat(path)
+    return sha256_json(["file", os.path.abspath(path), st.st_size, st.st_mtime_ns])
 
 
 def _picklable(task: FrameTask) -> bool:

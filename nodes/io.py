@@ -1,6 +1,7 @@
 """Input and output nodes: load frames, save FITS, save PNG."""
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -69,7 +70,12 @@ class LoadFrames(Node):
 
     @classmethod
     def fingerprint(cls, params, hash_file):
-        return [[f, hash_file(f)] for f in cls._files(params)]
+        from concurrent.futures import ThreadPoolExecutor
+
+        files = cls._files(params)
+        # hashlib releases the GIL while it hashes: the files' hashes on all cores
+        with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1)) as pool:
+            return [[f, h] for f, h in zip(files, pool.map(hash_file, files))]
 
     def run(self, ctx, params):
         from starloom.astro.collection import collect_frames

@@ -170,6 +170,24 @@ def test_no_cache_and_force(session_dir, tmp_path):
     assert r2.executed == ["stack"]
 
 
+def test_a_run_without_cache_reads_no_input_to_key_it_and_gives_the_same_result(
+        session_dir, tmp_path, monkeypatch):
+    """Without a cache, inputs are identified by path, size and time (nothing outlives the
+    run); the result is the cached run's, bit for bit."""
+    from astropy.io import fits
+
+    from starloom.graph_runtime import cache as cache_mod
+    cached = run(pipeline(session_dir), tmp_path / "cached", Cache(tmp_path / "cache"))
+    hashed = []
+    real = cache_mod.file_sha256
+    monkeypatch.setattr(cache_mod, "file_sha256", lambda p: hashed.append(p) or real(p))
+    bare = run(pipeline(session_dir), tmp_path / "bare", None)
+    assert cached.status == bare.status == "ok"
+    assert not [p for p in hashed if str(session_dir) in str(p)]  # no input file was hashed
+    a, b = (fits.getdata(tmp_path / r / "outputs/stack.fits") for r in ("cached", "bare"))
+    assert np.array_equal(a, b, equal_nan=True)
+
+
 def test_corrupt_frame_names_the_file(session_dir, tmp_path):
     lights = tmp_path / "lights"
     lights.mkdir()
