@@ -27,3 +27,14 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("STARLOOM_CACHE", str(tmp_path / "default-cache"))
     # Nor the editor's settings (its recent files).
     monkeypatch.setenv("STARLOOM_EDITOR_SETTINGS", str(tmp_path / "editor-settings.ini"))
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A Dask client of a LocalCluster with 2 single-threaded worker processes on loopback."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, host="127.0.0.1")
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()

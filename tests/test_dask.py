@@ -52,15 +52,6 @@ def session(tmp_path_factory) -> Path:
     return write_session(tmp_path_factory.mktemp("session"))
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, host="127.0.0.1")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
 def test_dask_run_stores_the_bits_of_the_local_run(session, client, tmp_path):
     graph = tmp_path / "graph.json"
     graph.write_text(stack_graph(session).to_json())

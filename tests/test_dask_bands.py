@@ -40,15 +40,6 @@ def lights(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, host="127.0.0.1")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
 def series_of(lights: Path):
     """The light frames as a FrameSeries of their files (as io.load_frames makes it)."""
     return collect_frames(sorted(str(p) for p in lights.glob("*.fits")), hash_file=str).series
