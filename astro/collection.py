@@ -16,7 +16,8 @@ import numpy as np
 from astropy.table import Table
 
 from . import fits as fitsio
-from .frames import FrameRef, FrameSeries, sha256_json
+from .fileio import sha256_json
+from .frames import FrameRef, FrameSeries
 
 FRAME_TYPES = ("light", "bias", "dark", "flat")
 

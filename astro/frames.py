@@ -7,9 +7,8 @@ so hundreds of frames never sit in memory together.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import astropy.units as u
 import numpy as np
@@ -19,7 +18,6 @@ from astropy.table import Table
 
 from . import fits as fitsio
 from .errors import FrameReadError
-from .fileio import sha256_json
 from .combiner import combine_bands
 from .fitsrows import RowReader
 

@@ -249,6 +249,19 @@ class Node:
     def fingerprint(cls, params, hash_file) -> Any:
         """Extra JSON-able key material, e.g. content hashes of the files a loader reads.
 
-        ``hash_file(path) -> str`` gives a file's sha256, memoized by (path, size, mtime_ns).
+        ``hash_file(path) -> str`` gives a file's sha256, memoized by (path, size, mtime_ns)
+        (in a run without a cache: a digest of its path, size and mtime). For a list of input
+        files, return :func:`file_fingerprints`.
         """
         return None
+
+
+def file_fingerprints(files: list[str], hash_file) -> list[list[str]]:
+    """``[[path, hash_file(path)], ...]`` of ``files``, hashed in one thread per core (hashlib
+    releases the GIL while it hashes): the fingerprint of a node that reads these files."""
+    if len(files) < 2:
+        return [[f, hash_file(f)] for f in files]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1)) as pool:
+        return [[f, h] for f, h in zip(files, pool.map(hash_file, files))]

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from starloom.astro.errors import StarloomError
+from starloom.astro.fileio import sha256_json
 
 from .cache import Cache, code_identity, node_key
 from .context import NodeContext
@@ -473,7 +474,6 @@ def _plain(values: dict) -> bool:
 def _file_identity(path) -> str:
     """A file's identity without reading it: sha256 of its absolute path, size and
     modification time (for runs whose keys need not outlive them)."""
-    from starloom.astro.fileio import sha256_json
     st = os.stat(path)
     return sha256_json(["file", os.path.abspath(path), st.st_size, st.st_mtime_ns])
 

@@ -1,7 +1,6 @@
 """Input and output nodes: load frames, save FITS, save PNG."""
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -9,7 +8,8 @@ from pydantic import Field, field_validator
 from starloom.astro.errors import StarloomError
 from starloom.astro.keywords import FRAME_KEYWORDS
 from starloom.graph_runtime.embedded import embed_graph
-from starloom.graph_runtime.node import Node, Params, PathParam, Port, expand_paths
+from starloom.graph_runtime.node import (Node, Params, PathParam, Port, expand_paths,
+                                         file_fingerprints)
 
 FITS_PATTERNS = "*.fit,*.fits,*.fts,*.FIT,*.FITS,*.FTS,*.fit.fz,*.fits.fz,*.fits.gz"
 
@@ -70,12 +70,7 @@ class LoadFrames(Node):
 
     @classmethod
     def fingerprint(cls, params, hash_file):
-        from concurrent.futures import ThreadPoolExecutor
-
-        files = cls._files(params)
-        # hashlib releases the GIL while it hashes: the files' hashes on all cores
-        with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1)) as pool:
-            return [[f, h] for f, h in zip(files, pool.map(hash_file, files))]
+        return file_fingerprints(cls._files(params), hash_file)
 
     def run(self, ctx, params):
         from starloom.astro.collection import collect_frames

@@ -96,7 +96,8 @@ class VignettingMap(Node):
         from starloom.astro.vignetting import measure_vignetting, plot_vignetting
 
         flat = single_image(flat, "flat", ctx)  # master flats by filter: the first
-        v = measure_vignetting(plane(flat.data, "node input 'flat'"), binning=params.binning, smoothing=params.smoothing)
+        v = measure_vignetting(plane(flat.data, "node input 'flat'"), binning=params.binning,
+                               smoothing=params.smoothing)
         table = Table({"radius": v.radius, "illumination": v.profile})
         table.meta.update(centre_x=v.centre[0], centre_y=v.centre[1],
                           centre_from=v.centre_source,

@@ -6,7 +6,8 @@ from typing import Literal
 from pydantic import Field
 
 from starloom.astro.errors import StarloomError
-from starloom.graph_runtime.node import Node, Params, PathParam, Port, Quantity, expand_paths
+from starloom.graph_runtime.node import (Node, Params, PathParam, Port, Quantity, expand_paths,
+                                         file_fingerprints)
 
 
 class SimulateSession(Node):
@@ -56,7 +57,7 @@ class SimulateSession(Node):
 
     @classmethod
     def fingerprint(cls, params, hash_file):
-        return [[f, hash_file(f)] for f in _light_files(params.lights)] if params.lights else []
+        return file_fingerprints(_light_files(params.lights), hash_file) if params.lights else []
 
     def run(self, ctx, params):
         from starloom.astro.frames import FrameSeries

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData
 
-from starloom.astro.frames import FrameSeries, sha256_json
+from starloom.astro.fileio import sha256_json
+from starloom.astro.frames import FrameSeries
 from starloom.cli.main import main
 from starloom.graph_runtime import cache as cache_mod
 from starloom.graph_runtime.cache import Cache, CacheError, Entry, code_identity, node_key

@@ -4,7 +4,6 @@ real SDSS g, r, i images of astropy's Lupton example."""
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import png
